@@ -1,0 +1,39 @@
+// Command sigsumd runs one node of a Sigsum log: `sigsumd -role primary|secondary -config sigsumd.toml`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sigsumd/sigsumd/internal/config"
+	"github.com/sigsumd/sigsumd/internal/node"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg, err := config.Load(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sigsumd: %v\n", err)
+		return 2
+	}
+	reload := func() (*config.Config, error) { return config.Load(args, io.Discard) }
+	if err := node.Run(ctx, cfg, node.Options{LogOut: stderr, Reload: reload}); err != nil {
+		fmt.Fprintf(stderr, "sigsumd: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,524 @@
+// Package secondary is the secondary role of a sigsumd node: it replicates the primary's tree into the node's own
+// PREORDERED_LOG Trillian tree and serves get-secondary-tree-head, its integrated tree head signed with its own key,
+// which the primary requires before it lets a size count as committed (PROTOCOL.md §4).
+//
+// Replication pulls get-leaves from the primary's internal listener and stores the leaves at the same indices.
+// Every request (except the first, on an empty tree) starts one leaf early, at the last leaf this replica holds,
+// and that leaf must come back unchanged: a primary whose history differs from ours at the junction (a failover to a
+// node with another history, a restored backup) is caught before a single foreign leaf is appended. A different
+// leaf at an index we hold, a Trillian conflict, or (optionally) a published head of the primary that our tree does
+// not extend, all mean the replica has diverged: the secondary then stops replicating for good, reports it through
+// Healthy and answers get-secondary-tree-head with 503, and an operator must look. It never continues on a diverged
+// tree.
+//
+// A secondary does not serve the log's public API: its tree is a copy that may lag behind the published head, and
+// answering from it would give monitors and submitters a view the log never signed. Its public listener answers
+// every request with 404 "this node is a secondary: use the log's primary", except a small info page at the base
+// URL.
+package secondary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sigsumd/sigsumd/internal/metrics"
+	"github.com/sigsumd/sigsumd/internal/trillian"
+	"github.com/sigsumd/sigsumd/pkg/client"
+	"github.com/sigsumd/sigsumd/pkg/sigsum"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultInterval  = time.Second
+	DefaultBatchSize = 4096
+	// storeFetches is how many full get-leaves answers one AddSequencedLeaves stores at most while catching up:
+	// 3 × 4,096 leaves is about 2.5 MB through gRPC, within the 4 MB Trillian's server accepts by default.
+	storeFetches   = 3
+	DefaultTimeout = 10 * time.Second
+	// pollIntegration is how often the tree head is read while waiting for the sequencer to integrate.
+	pollIntegration = 5 * time.Millisecond
+	// maxBackoffShift caps the retry delay after errors at Interval<<2, four intervals.
+	maxBackoffShift = 2
+)
+
+// ErrDiverged is wrapped by the error that stops replication when this replica's tree and the primary's disagree.
+var ErrDiverged = errors.New("replica diverged from the primary")
+
+// Config configures a Secondary.
+type Config struct {
+	// Log is the node's PREORDERED_LOG tree; its engine must run a sequencer so that stored leaves get integrated.
+	Log *trillian.Log
+	// Signer is the secondary's own key (not the log's): it signs get-secondary-tree-head.
+	Signer sigsum.Signer
+	// Primary reaches the primary's internal listener (get-leaves).
+	Primary *client.Client
+	// Interval is the pause between polls once caught up, and the base of the retry backoff (default
+	// DefaultInterval).
+	Interval time.Duration
+	// BatchSize is how many leaves one get-leaves asks for (default DefaultBatchSize); the primary may return fewer.
+	BatchSize uint64
+	// Timeout bounds each backend or HTTP step (default DefaultTimeout).
+	Timeout time.Duration
+	// Logger receives operational messages; nil means slog.Default().
+	Logger *slog.Logger
+
+	// LogKey and PrimaryPublic, set together, enable a self-check: the primary's published get-tree-head is
+	// fetched from PrimaryPublic, its signature verified with LogKey, and when its size is at most ours our tree must
+	// extend it (checked with our own consistency proof). A failure means this replica diverged.
+	LogKey        *sigsum.PublicKey
+	PrimaryPublic *client.Client
+
+	// Metrics records replication (nil: nothing).
+	Metrics *metrics.Metrics
+}
+
+// Secondary replicates the primary's tree and serves the secondary's internal and public listeners. Its methods
+// are safe for concurrent use; Run runs at most once at a time.
+type Secondary struct {
+	cfg     Config
+	log     *slog.Logger
+	running atomic.Bool
+
+	mu       sync.Mutex
+	head     sigsum.TreeHead // last integrated tree head seen
+	lastErr  error           // last transient replication error, nil after a good step
+	diverged error           // set once, wraps ErrDiverged; replication never resumes in this process
+
+	signMu sync.Mutex // held while signing, so concurrent requests do not sign the same head twice
+	signed *signedHead
+}
+
+// signedHead is the cached answer of get-secondary-tree-head.
+type signedHead struct {
+	th   sigsum.TreeHead
+	body []byte
+}
+
+// New checks cfg, fills in defaults and returns a Secondary. It does not contact the primary or the backend.
+func New(cfg Config) (*Secondary, error) {
+	switch {
+	case cfg.Log == nil:
+		return nil, errors.New("secondary: no Trillian tree")
+	case cfg.Signer == nil:
+		return nil, errors.New("secondary: no signing key")
+	case cfg.Primary == nil:
+		return nil, errors.New("secondary: no primary URL")
+	case (cfg.LogKey == nil) != (cfg.PrimaryPublic == nil):
+		return nil, errors.New("secondary: the self-check needs both the log key and the primary's public URL")
+	case cfg.Interval < 0 || cfg.Timeout < 0:
+		return nil, errors.New("secondary: negative interval or timeout")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Secondary{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// PublicKey returns the secondary's own public key, the one get-secondary-tree-head verifies with.
+func (s *Secondary) PublicKey() sigsum.PublicKey { return s.cfg.Signer.Public() }
+
+// TreeHead returns the last integrated tree head the replication loop or a handler has seen (zero before any).
+func (s *Secondary) TreeHead() sigsum.TreeHead {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.head
+}
+
+// Healthy returns nil while replication works. Once the replica diverged it returns that error (wrapping
+// ErrDiverged) for good; otherwise the error of the last failed replication step until a step succeeds.
+func (s *Secondary) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.diverged != nil {
+		return s.diverged
+	}
+	return s.lastErr
+}
+
+// Ready reports why the secondary should not take traffic, or nil: its storage answers and its replica has not
+// diverged from the primary. (A primary that cannot be reached does not make the secondary unready: it still
+// serves the tree head it holds.)
+func (s *Secondary) Ready(ctx context.Context) error {
+	if _, err := s.readHead(ctx); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return s.divergedErr()
+}
+
+func (s *Secondary) divergedErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.diverged
+}
+
+// sawHead records an integrated head; sizes only grow, so an older read arriving late is ignored.
+func (s *Secondary) sawHead(th sigsum.TreeHead) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if th.Size >= s.head.Size {
+		s.head = th
+		s.cfg.Metrics.ReplicaSize(th.Size)
+	}
+}
+
+// readHead reads the integrated tree head from Trillian, bounded by Timeout.
+func (s *Secondary) readHead(ctx context.Context) (sigsum.TreeHead, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	th, err := s.cfg.Log.TreeHead(ctx)
+	if err != nil {
+		return th, err
+	}
+	s.sawHead(th)
+	return th, nil
+}
+
+// replica is the replication loop's view of the local tree.
+type replica struct {
+	valid      bool
+	next       uint64      // index of the next leaf to store; leaves [integrated, next) are stored, not integrated
+	last       sigsum.Leaf // the leaf at next-1 (when next > 0)
+	integrated sigsum.TreeHead
+	lastCheck  time.Time // last self-check against the published head
+	// fetchTook is how long the last fetch took: a primary that held it for new leaves (sigsum.WaitBeyondHeader)
+	// has already made the caught-up loop wait, so Run sleeps only what is left of Interval.
+	fetchTook time.Duration
+}
+
+// Run replicates until ctx is done, then returns nil. Errors are logged and retried with backoff; it never skips
+// an index. If the replica diverges, Run stops and returns that error (wrapping ErrDiverged), and every later call
+// returns it at once.
+func (s *Secondary) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("secondary: replication is already running")
+	}
+	defer s.running.Store(false)
+	if err := s.divergedErr(); err != nil {
+		return err
+	}
+	var r replica
+	fails := 0
+	for ctx.Err() == nil {
+		caughtUp, err := s.step(ctx, &r)
+		var wait time.Duration
+		switch {
+		case errors.Is(err, ErrDiverged):
+			s.log.Error("REPLICA DIVERGED FROM THE PRIMARY: replication stopped, operator action needed",
+				"err", err, "size", r.integrated.Size)
+			s.mu.Lock()
+			s.diverged = err
+			s.mu.Unlock()
+			return err
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil:
+			fails++
+			wait = s.cfg.Interval << min(fails-1, maxBackoffShift) // 1, 2, 4, 4, ... intervals
+			s.log.Error("replication step failed", "err", err, "retry_in", wait)
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			// Start over from what Trillian holds: nothing in memory is trusted after a failure.
+			r.valid = false
+		default:
+			if fails > 0 {
+				s.log.Info("replication recovered", "size", r.integrated.Size)
+			}
+			fails = 0
+			s.mu.Lock()
+			s.lastErr = nil
+			s.mu.Unlock()
+			if caughtUp {
+				wait = s.cfg.Interval - r.fetchTook
+			}
+		}
+		if wait > 0 && !sleep(ctx, wait) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// sleep waits d or until ctx is done; it reports whether the full time passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// step does one round: fetch a batch from the primary and store it. It reports whether the primary had nothing new,
+// in which case it has also waited until everything stored is integrated and run the self-check.
+func (s *Secondary) step(ctx context.Context, r *replica) (bool, error) {
+	if !r.valid {
+		if err := s.load(ctx, r); err != nil {
+			return false, err
+		}
+	}
+	// Run ahead of integration by at most two stores: storing the next batch while the sequencer integrates the
+	// previous one keeps both busy, and the bound keeps each sequencer pass small.
+	storeMax := storeFetches * s.cfg.BatchSize
+	if r.next-r.integrated.Size >= 2*storeMax {
+		if err := s.waitIntegrated(ctx, r, r.next-storeMax); err != nil || !r.valid {
+			return false, err
+		}
+	}
+	start := time.Now()
+	leaves, err := s.fetch(ctx, r, true)
+	r.fetchTook = time.Since(start)
+	if err != nil {
+		return false, err
+	}
+	// Catching up (the primary answered in full): fetch on, each answer checked against the last leaf of the one
+	// before, and store up to storeFetches answers at once. Large transactions write each page of SQLite's random
+	// hash indexes once for many leaves; that, not the network, bounds catch-up.
+	full := func(n int) bool { return s.cfg.BatchSize > 1 && n > 0 && uint64(n)%(s.cfg.BatchSize-1) == 0 }
+	for ahead := *r; full(len(leaves)) && uint64(len(leaves)) < storeMax-s.cfg.BatchSize; {
+		ahead.next, ahead.last = r.next+uint64(len(leaves)), leaves[len(leaves)-1]
+		more, err := s.fetch(ctx, &ahead, false) // leaves in hand: no waiting for more
+		if err != nil {
+			return false, err
+		}
+		if len(more) == 0 {
+			break
+		}
+		leaves = append(leaves, more...)
+	}
+	if len(leaves) == 0 {
+		if err := s.waitIntegrated(ctx, r, r.next); err != nil || !r.valid {
+			return false, err
+		}
+		return true, s.selfCheck(ctx, r)
+	}
+	s.log.Debug("storing leaves", "start", r.next, "count", len(leaves), "integrated", r.integrated.Size)
+	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	err = s.cfg.Log.AddSequencedLeaves(actx, r.next, leaves)
+	cancel()
+	if errors.Is(err, trillian.ErrConflict) {
+		return false, fmt.Errorf("%w: storing leaves %d..%d: %w", ErrDiverged, r.next, r.next+uint64(len(leaves))-1, err)
+	}
+	if err != nil {
+		return false, fmt.Errorf("storing leaves %d..%d: %w", r.next, r.next+uint64(len(leaves))-1, err)
+	}
+	r.next += uint64(len(leaves))
+	r.last = leaves[len(leaves)-1]
+	// A cheap read keeps TreeHead() and the run-ahead bound current while the loop is busy.
+	th, err := s.readHead(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading own tree head: %w", err)
+	}
+	r.integrated = th
+	s.cfg.Metrics.Replicated(len(leaves), time.Since(start))
+	if th.Size > r.next {
+		r.valid = false // see waitIntegrated
+		return false, nil
+	}
+	if time.Since(r.lastCheck) >= s.cfg.Interval {
+		// Busy replicating (the primary keeps growing): still check against the published head now and then.
+		if err := s.selfCheck(ctx, r); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// load starts the replication state from the integrated tree: leaves stored beyond it by an earlier attempt are
+// simply stored again (Trillian accepts the same leaf at the same index).
+func (s *Secondary) load(ctx context.Context, r *replica) error {
+	th, err := s.readHead(ctx)
+	if err != nil {
+		return fmt.Errorf("reading own tree head: %w", err)
+	}
+	*r = replica{next: th.Size, integrated: th, lastCheck: r.lastCheck}
+	if th.Size > 0 {
+		lctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		leaves, err := s.cfg.Log.GetLeaves(lctx, th.Size-1, 1)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("reading own leaf %d: %w", th.Size-1, err)
+		}
+		if len(leaves) != 1 {
+			return fmt.Errorf("reading own leaf %d: got %d leaves", th.Size-1, len(leaves))
+		}
+		r.last = leaves[0]
+	}
+	r.valid = true
+	return nil
+}
+
+// fetch returns the next leaves from index r.next, or none when the primary has no more (with wait, once it has
+// had a moment to get more). From the second leaf on, it asks from r.next-1 and requires that leaf to be the one we
+// hold (see the package comment), so that every leaf stored was checked against our history in the same answer, or
+// between two checks.
+func (s *Secondary) fetch(ctx context.Context, r *replica, wait bool) ([]sigsum.Leaf, error) {
+	if r.next == 0 {
+		return s.getLeaves(ctx, 0, wait, 0)
+	}
+	leaves, err := s.junction(ctx, r, wait)
+	if err != nil || len(leaves) > 0 {
+		return leaves, err
+	}
+	// Only the known leaf came back: either the primary is at our size, or it returned fewer than asked. Asking
+	// from next tells the two apart (404: caught up).
+	more, err := s.getLeaves(ctx, r.next, false, 0)
+	if err != nil || len(more) == 0 {
+		return nil, err
+	}
+	// The primary has more, but those leaves came without the junction, and the primary may have changed in
+	// between (a failover). Check the junction again: usually the answer now also carries new leaves; a primary that
+	// gives one leaf per answer gets `more` stored, checked before and after it was fetched.
+	again, err := s.junction(ctx, r, false)
+	if err != nil || len(again) > 0 {
+		return again, err
+	}
+	return more, nil
+}
+
+// junction asks for leaves from r.next-1, checks that the first is ours and returns the rest (maybe none).
+func (s *Secondary) junction(ctx context.Context, r *replica, wait bool) ([]sigsum.Leaf, error) {
+	leaves, err := s.getLeaves(ctx, r.next-1, wait, r.next)
+	if err != nil {
+		return nil, err
+	}
+	if len(leaves) == 0 {
+		// 404 at next-1: the primary's tree ends before ours. It may be restoring, or it lost leaves; either way
+		// there is nothing to copy, and it is not ours to decide.
+		return nil, fmt.Errorf("the primary's tree has %d leaves, fewer than this replica's %d", r.next-1, r.next)
+	}
+	if leaves[0] != r.last {
+		return nil, fmt.Errorf("%w: the primary's leaf %d (hash %s) differs from ours (hash %s)",
+			ErrDiverged, r.next-1, leaves[0].Hash(), r.last.Hash())
+	}
+	return leaves[1:], nil
+}
+
+// getLeaves asks the primary for up to BatchSize leaves from start; a 404 (end of tree) gives none. With wait, a
+// primary holding no more than size leaves may hold the answer until it does (sigsum.WaitBeyondHeader).
+func (s *Secondary) getLeaves(ctx context.Context, start uint64, wait bool, size uint64) ([]sigsum.Leaf, error) {
+	end := start + s.cfg.BatchSize
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	var leaves []sigsum.Leaf
+	var err error
+	if wait {
+		leaves, err = s.cfg.Primary.GetLeavesWaiting(ctx, start, end, size)
+	} else {
+		leaves, err = s.cfg.Primary.GetLeaves(ctx, start, end)
+	}
+	switch {
+	case client.StatusCode(err) == 404:
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("fetching leaves from the primary: %w", err)
+	case len(leaves) == 0:
+		return nil, fmt.Errorf("fetching leaves %d..%d from the primary: empty 200 response", start, end-1)
+	case uint64(len(leaves)) > end-start:
+		return nil, fmt.Errorf("fetching leaves %d..%d from the primary: got %d leaves", start, end-1, len(leaves))
+	}
+	return leaves, nil
+}
+
+// waitIntegrated polls the tree head until at least target leaves are integrated, for at most Timeout.
+func (s *Secondary) waitIntegrated(ctx context.Context, r *replica, target uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	t := time.NewTicker(pollIntegration)
+	defer t.Stop()
+	for {
+		th, err := s.cfg.Log.TreeHead(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for integration to size %d: %w", target, err)
+		}
+		s.sawHead(th)
+		r.integrated = th
+		if th.Size > r.next {
+			// More is integrated than this loop stored: leftovers of an earlier attempt. Reload, so that next and
+			// the junction leaf come from Trillian again.
+			r.valid = false
+			return nil
+		}
+		if th.Size >= target {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for integration to size %d: still at %d: %w", target, th.Size, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// selfCheck verifies that our integrated tree extends the head the primary published, when configured. Failing to
+// fetch or verify the published head is only logged (it says nothing about this replica); an inconsistency is
+// divergence.
+func (s *Secondary) selfCheck(ctx context.Context, r *replica) error {
+	if s.cfg.PrimaryPublic == nil {
+		return nil
+	}
+	r.lastCheck = time.Now()
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	cth, err := s.cfg.PrimaryPublic.GetTreeHead(ctx)
+	if err != nil {
+		if parent.Err() != nil {
+			return parent.Err() // shutting down: nothing to report
+		}
+		s.log.Warn("self-check: fetching the published tree head", "err", err)
+		return nil
+	}
+	pub := cth.SignedTreeHead
+	if !pub.Verify(*s.cfg.LogKey) {
+		s.log.Warn("self-check: the published tree head is not signed by the log key", "size", pub.Size)
+		return nil
+	}
+	own, err := s.cfg.Log.TreeHead(ctx)
+	if err != nil {
+		return fmt.Errorf("self-check: reading own tree head: %w", err)
+	}
+	s.sawHead(own)
+	switch {
+	case pub.Size > own.Size:
+		// Behind the published head: checked once we have caught up with it.
+		return nil
+	case pub.Size == own.Size:
+		if pub.RootHash != own.RootHash {
+			return fmt.Errorf("%w: the published tree head of size %d has root %s, ours %s",
+				ErrDiverged, pub.Size, pub.RootHash, own.RootHash)
+		}
+		return nil
+	case pub.Size == 0:
+		if pub.RootHash != sigsum.RootHash(nil) {
+			return fmt.Errorf("%w: the published empty tree head has root %s", ErrDiverged, pub.RootHash)
+		}
+		return nil
+	}
+	proof, err := s.cfg.Log.ConsistencyProof(ctx, pub.Size, own.Size)
+	if err != nil {
+		return fmt.Errorf("self-check: own consistency proof %d→%d: %w", pub.Size, own.Size, err)
+	}
+	if proof.Verify(&pub.TreeHead, &own) != nil {
+		// The verifier's own message spans lines and prints roots as byte lists: say it in one line instead.
+		return fmt.Errorf("%w: our tree (size %d, root %s) does not extend the published tree head (size %d, root %s)",
+			ErrDiverged, own.Size, own.RootHash, pub.Size, pub.RootHash)
+	}
+	return nil
+}

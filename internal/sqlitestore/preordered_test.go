@@ -1,0 +1,377 @@
+package sqlitestore
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/trillian"
+	"github.com/google/trillian/extension"
+	"github.com/google/trillian/quota"
+	"github.com/google/trillian/server"
+	"github.com/google/trillian/server/admin"
+	"github.com/google/trillian/server/interceptor"
+	"github.com/google/trillian/storage"
+	stestonly "github.com/google/trillian/storage/testonly"
+	"github.com/google/trillian/util/clock"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+)
+
+// trillianEnv is an in-process Trillian log and admin server on a Store,
+// reached over an in-memory gRPC connection. Sequencing is left to the test
+// (integrate), so that it is deterministic.
+type trillianEnv struct {
+	log   trillian.TrillianLogClient
+	admin trillian.TrillianAdminClient
+}
+
+func newTrillianEnv(t *testing.T, s *Store) *trillianEnv {
+	t.Helper()
+	reg := extension.Registry{AdminStorage: s.AdminStorage(), LogStorage: s.LogStorage(), QuotaManager: quota.Noop()}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(interceptor.ErrorWrapper))
+	trillian.RegisterTrillianLogServer(gs, server.NewTrillianLogRPCServer(reg, clock.System))
+	trillian.RegisterTrillianAdminServer(gs, admin.New(reg, nil))
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = gs.Serve(lis) }()
+	cc, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cc.Close()
+		gs.Stop()
+	})
+	return &trillianEnv{log: trillian.NewTrillianLogClient(cc), admin: trillian.NewTrillianAdminClient(cc)}
+}
+
+func (e *trillianEnv) createTree(ctx context.Context, t *testing.T, template *trillian.Tree) *trillian.Tree {
+	t.Helper()
+	tree, err := e.admin.CreateTree(ctx, &trillian.CreateTreeRequest{Tree: proto.Clone(template).(*trillian.Tree)})
+	if err != nil {
+		t.Fatalf("CreateTree: %v", err)
+	}
+	if _, err := e.log.InitLog(ctx, &trillian.InitLogRequest{LogId: tree.TreeId}); err != nil {
+		t.Fatalf("InitLog: %v", err)
+	}
+	return tree
+}
+
+func (e *trillianEnv) addSequenced(ctx context.Context, t *testing.T, treeID int64, leaves []*trillian.LogLeaf) []*trillian.QueuedLogLeaf {
+	t.Helper()
+	// The server fills in the hashes; send only what a client sends.
+	req := &trillian.AddSequencedLeavesRequest{LogId: treeID}
+	for _, l := range leaves {
+		req.Leaves = append(req.Leaves, &trillian.LogLeaf{LeafValue: l.LeafValue, ExtraData: l.ExtraData, LeafIndex: l.LeafIndex})
+	}
+	resp, err := e.log.AddSequencedLeaves(ctx, req)
+	if err != nil {
+		t.Fatalf("AddSequencedLeaves: %v", err)
+	}
+	return resp.Results
+}
+
+// getTree reads the tree as the sequencer would (from admin storage).
+func getTree(ctx context.Context, t *testing.T, s *Store, id int64) *trillian.Tree {
+	t.Helper()
+	tree, err := storage.GetTree(ctx, s.AdminStorage(), id)
+	if err != nil {
+		t.Fatalf("GetTree: %v", err)
+	}
+	return tree
+}
+
+func integrateAll(ctx context.Context, t *testing.T, s *Store, tree *trillian.Tree) {
+	t.Helper()
+	for integrate(ctx, t, s, tree, 1000) > 0 {
+	}
+}
+
+func hashesOf(leaves []*trillian.LogLeaf) [][]byte {
+	hs := make([][]byte, len(leaves))
+	for i, l := range leaves {
+		hs[i] = l.MerkleLeafHash
+	}
+	return hs
+}
+
+func pending(ctx context.Context, t *testing.T, s *Store, treeID int64) int64 {
+	t.Helper()
+	n, err := s.PendingSequencedLeaves(ctx, treeID)
+	if err != nil {
+		t.Fatalf("PendingSequencedLeaves: %v", err)
+	}
+	return n
+}
+
+// TestPreorderedContiguousBatches: leaves written in contiguous batches are
+// integrated, and the root equals both an independent RFC 6962 computation
+// and the root of a LOG tree holding the same leaves in the same order.
+func TestPreorderedContiguousBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	pre := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+	logTree := env.createTree(ctx, t, stestonly.LogTree)
+
+	leaves := testLeaves("p", 0, 300)
+	for start := 0; start < len(leaves); start += 100 {
+		for i, r := range env.addSequenced(ctx, t, pre.TreeId, leaves[start:start+100]) {
+			if leafCode(r) != codes.OK {
+				t.Fatalf("leaf %d: %v", start+i, r.Status)
+			}
+		}
+	}
+	if r := latestRoot(ctx, t, s, pre); r.TreeSize != 0 {
+		t.Fatalf("size %d before integration, want 0: only the sequencer moves a preordered tree", r.TreeSize)
+	}
+	if n := pending(ctx, t, s, pre.TreeId); n != 300 {
+		t.Errorf("pending = %d, want 300", n)
+	}
+	integrateAll(ctx, t, s, pre)
+	preRoot := latestRoot(ctx, t, s, pre)
+	if preRoot.TreeSize != 300 {
+		t.Fatalf("integrated size %d, want 300", preRoot.TreeSize)
+	}
+	if n := pending(ctx, t, s, pre.TreeId); n != 0 {
+		t.Errorf("pending after integration = %d, want 0", n)
+	}
+	if want := merkleRoot(t, hashesOf(leaves)); !bytes.Equal(preRoot.RootHash, want) {
+		t.Errorf("preordered root %x, want %x", preRoot.RootHash, want)
+	}
+
+	// The LOG tree orders a batch by identity hash, so queue one leaf per call
+	// with increasing times to get the same order.
+	base := time.Now().Add(-time.Hour)
+	for i, l := range leaves {
+		if _, err := s.LogStorage().QueueLeaves(ctx, logTree, cloneLeaves([]*trillian.LogLeaf{l}), base.Add(time.Duration(i)*time.Millisecond)); err != nil {
+			t.Fatalf("QueueLeaves: %v", err)
+		}
+	}
+	integrateAll(ctx, t, s, logTree)
+	if logRoot := latestRoot(ctx, t, s, logTree); logRoot.TreeSize != 300 || !bytes.Equal(logRoot.RootHash, preRoot.RootHash) {
+		t.Errorf("LOG tree of the same leaves: size %d root %x, want 300 and %x", logRoot.TreeSize, logRoot.RootHash, preRoot.RootHash)
+	}
+
+	// Proofs served from the stored tiles check out.
+	proof, err := env.log.GetInclusionProof(ctx, &trillian.GetInclusionProofRequest{LogId: pre.TreeId, LeafIndex: 123, TreeSize: 300})
+	if err != nil || len(proof.Proof.Hashes) == 0 {
+		t.Fatalf("GetInclusionProof = %v, %v", proof, err)
+	}
+}
+
+// TestPreorderedConflicts: per-leaf statuses as the MySQL provider gives them,
+// while the RPC itself succeeds; conflicting leaves leave no trace.
+func TestPreorderedConflicts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+
+	base := testLeaves("base", 0, 5) // 0..4
+	env.addSequenced(ctx, t, tree.TreeId, base)
+
+	intruder := testLeaves("intruder", 4, 1)[0] // a new value at the taken index 4
+	batch := []*trillian.LogLeaf{base[3], intruder}
+	batch = append(batch, testLeaves("next", 5, 3)...) // 5..7
+	batch[0].LeafIndex = 3
+	got := env.addSequenced(ctx, t, tree.TreeId, batch)
+	want := []struct {
+		code codes.Code
+		msg  string
+	}{
+		{codes.FailedPrecondition, "conflicting LeafIdentityHash"},
+		{codes.FailedPrecondition, "conflicting LeafIndex"},
+		{codes.OK, "OK"},
+		{codes.OK, "OK"},
+		{codes.OK, "OK"},
+	}
+	for i, w := range want {
+		if leafCode(got[i]) != w.code || got[i].GetStatus().GetMessage() != w.msg {
+			t.Errorf("leaf %d: status %v, want %v %q", i, got[i].Status, w.code, w.msg)
+		}
+	}
+	// The same value at another index is a conflicting identity hash too.
+	moved := testLeaves("base", 0, 1)[0]
+	moved.LeafIndex = 8
+	if r := env.addSequenced(ctx, t, tree.TreeId, []*trillian.LogLeaf{moved}); r[0].GetStatus().GetMessage() != "conflicting LeafIdentityHash" {
+		t.Errorf("known value at a new index: %v, want conflicting LeafIdentityHash", r[0].Status)
+	}
+	// The refused intruder left nothing behind: it can be stored at a free index.
+	intruder.LeafIndex = 8
+	if r := env.addSequenced(ctx, t, tree.TreeId, []*trillian.LogLeaf{intruder}); leafCode(r[0]) != codes.OK {
+		t.Errorf("refused leaf stored later at a free index: %v, want OK", r[0].Status)
+	}
+
+	integrateAll(ctx, t, s, getTree(ctx, t, s, tree.TreeId))
+	all := append(append(append([]*trillian.LogLeaf{}, base...), batch[2:]...), intruder)
+	r := latestRoot(ctx, t, s, tree)
+	if r.TreeSize != 9 || !bytes.Equal(r.RootHash, merkleRoot(t, hashesOf(all))) {
+		t.Errorf("size %d root %x, want 9 and %x", r.TreeSize, r.RootHash, merkleRoot(t, hashesOf(all)))
+	}
+	resp, err := env.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: tree.TreeId, StartIndex: 4, Count: 1})
+	if err != nil || len(resp.Leaves) != 1 || !bytes.Equal(resp.Leaves[0].LeafValue, base[4].LeafValue) {
+		t.Errorf("leaf 4 = %v, %v; want the original", resp, err)
+	}
+
+	// Storage-level checks the server's validation would hide.
+	bad := testLeaves("bad", 20, 2)
+	bad[1].LeafIdentityHash = []byte{1, 2, 3}
+	if _, err := s.LogStorage().AddSequencedLeaves(ctx, tree, bad, time.Now()); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("AddSequencedLeaves with a short hash: %v, want FailedPrecondition", err)
+	}
+	neg := testLeaves("neg", 0, 1)
+	neg[0].LeafIndex = -1
+	res, err := s.LogStorage().AddSequencedLeaves(ctx, tree, neg, time.Now())
+	if err != nil || leafCode(res[0]) != codes.OutOfRange {
+		t.Errorf("AddSequencedLeaves at -1 = %v, %v; want OutOfRange", res, err)
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM LeafData WHERE TreeId = ?", tree.TreeId); n != 9 {
+		t.Errorf("LeafData holds %d leaves, want 9", n)
+	}
+}
+
+// TestPreorderedGap: leaves past a gap are stored but not integrated until
+// the gap is filled.
+func TestPreorderedGap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+	leaves := testLeaves("g", 0, 15)
+
+	env.addSequenced(ctx, t, tree.TreeId, leaves[:5])
+	env.addSequenced(ctx, t, tree.TreeId, leaves[10:])
+	integrateAll(ctx, t, s, tree)
+	if r := latestRoot(ctx, t, s, tree); r.TreeSize != 5 || !bytes.Equal(r.RootHash, merkleRoot(t, hashesOf(leaves[:5]))) {
+		t.Fatalf("size %d with a gap at 5, want 5 and the root of the first 5", r.TreeSize)
+	}
+	if n := integrate(ctx, t, s, tree, 1000); n != 0 {
+		t.Errorf("another pass integrated %d leaves across the gap", n)
+	}
+	if n := pending(ctx, t, s, tree.TreeId); n != 5 {
+		t.Errorf("pending = %d, want 5 (past the gap)", n)
+	}
+	// The storage serves stored leaves past the size up to the first gap only.
+	tx, err := s.LogStorage().SnapshotForTree(ctx, tree)
+	if err != nil {
+		t.Fatalf("SnapshotForTree: %v", err)
+	}
+	got, err := tx.GetLeavesByRange(ctx, 0, 100)
+	if err != nil || len(got) != 5 {
+		t.Errorf("GetLeavesByRange(0, 100) = %d leaves, %v; want 5", len(got), err)
+	}
+	got, err = tx.GetLeavesByRange(ctx, 10, 100)
+	if err != nil || len(got) != 5 {
+		t.Errorf("GetLeavesByRange(10, 100) = %d leaves, %v; want the 5 stored past the gap", len(got), err)
+	}
+	_ = tx.Close()
+
+	env.addSequenced(ctx, t, tree.TreeId, leaves[5:10])
+	integrateAll(ctx, t, s, tree)
+	if r := latestRoot(ctx, t, s, tree); r.TreeSize != 15 || !bytes.Equal(r.RootHash, merkleRoot(t, hashesOf(leaves))) {
+		t.Errorf("after filling the gap: size %d root %x, want 15 and %x", r.TreeSize, r.RootHash, merkleRoot(t, hashesOf(leaves)))
+	}
+	if n := pending(ctx, t, s, tree.TreeId); n != 0 {
+		t.Errorf("pending = %d, want 0", n)
+	}
+}
+
+// TestPromote turns an integrated PREORDERED_LOG tree into a LOG tree the way
+// sigsumctl promote does, through the admin API: freeze, change the type while
+// frozen, unfreeze, each a separate update. Queueing and sequencing then go on
+// from the preordered leaves, and known leaves are deduplicated.
+func TestPromote(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+	pre := testLeaves("promote", 0, 50)
+	env.addSequenced(ctx, t, tree.TreeId, pre)
+	integrateAll(ctx, t, s, getTree(ctx, t, s, tree.TreeId))
+	if n := pending(ctx, t, s, tree.TreeId); n != 0 {
+		t.Fatalf("pending = %d before promotion, want 0", n)
+	}
+
+	update := func(mutate func(*trillian.Tree), paths ...string) (*trillian.Tree, error) {
+		tr := proto.Clone(getTree(ctx, t, s, tree.TreeId)).(*trillian.Tree)
+		mutate(tr)
+		return env.admin.UpdateTree(ctx, &trillian.UpdateTreeRequest{Tree: tr, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+	}
+	// Shortcuts are refused.
+	if _, err := update(func(tr *trillian.Tree) { tr.TreeType = trillian.TreeType_LOG }, "tree_type"); err == nil {
+		t.Fatal("type change of an active tree accepted")
+	}
+	if _, err := update(func(tr *trillian.Tree) {
+		tr.TreeType = trillian.TreeType_LOG
+		tr.TreeState = trillian.TreeState_FROZEN
+	}, "tree_type", "tree_state"); err == nil {
+		t.Fatal("freeze and type change in one update accepted")
+	}
+	steps := []struct {
+		desc   string
+		mutate func(*trillian.Tree)
+		path   string
+	}{
+		{"freeze", func(tr *trillian.Tree) { tr.TreeState = trillian.TreeState_FROZEN }, "tree_state"},
+		{"type", func(tr *trillian.Tree) { tr.TreeType = trillian.TreeType_LOG }, "tree_type"},
+		{"unfreeze", func(tr *trillian.Tree) { tr.TreeState = trillian.TreeState_ACTIVE }, "tree_state"},
+	}
+	for _, st := range steps {
+		if _, err := update(st.mutate, st.path); err != nil {
+			t.Fatalf("%s: %v", st.desc, err)
+		}
+	}
+	promoted := getTree(ctx, t, s, tree.TreeId)
+	if promoted.TreeType != trillian.TreeType_LOG || promoted.TreeState != trillian.TreeState_ACTIVE {
+		t.Fatalf("promoted tree is %v %v", promoted.TreeType, promoted.TreeState)
+	}
+
+	// A preordered leaf resubmitted is a duplicate; new leaves go on at 50.
+	resp, err := env.log.QueueLeaf(ctx, &trillian.QueueLeafRequest{LogId: tree.TreeId, Leaf: &trillian.LogLeaf{LeafValue: pre[7].LeafValue}})
+	if err != nil || leafCode(resp.QueuedLeaf) != codes.AlreadyExists || resp.QueuedLeaf.Leaf.LeafIndex != 7 {
+		t.Errorf("QueueLeaf of a preordered leaf = %v, %v; want AlreadyExists at 7", resp, err)
+	}
+	more := testLeaves("after", 0, 20)
+	for _, l := range more {
+		resp, err := env.log.QueueLeaf(ctx, &trillian.QueueLeafRequest{LogId: tree.TreeId, Leaf: &trillian.LogLeaf{LeafValue: l.LeafValue}})
+		if err != nil || leafCode(resp.QueuedLeaf) != codes.OK {
+			t.Fatalf("QueueLeaf = %v, %v", resp, err)
+		}
+	}
+	integrateAll(ctx, t, s, promoted)
+	r := latestRoot(ctx, t, s, promoted)
+	if r.TreeSize != 70 {
+		t.Fatalf("size after promotion and 20 new leaves: %d, want 70", r.TreeSize)
+	}
+	lr, err := env.log.GetLeavesByRange(ctx, &trillian.GetLeavesByRangeRequest{LogId: tree.TreeId, StartIndex: 0, Count: 70})
+	if err != nil || len(lr.Leaves) != 70 {
+		t.Fatalf("GetLeavesByRange = %v, %v", lr, err)
+	}
+	if !bytes.Equal(r.RootHash, merkleRoot(t, hashesOf(lr.Leaves))) {
+		t.Error("root does not match the leaves")
+	}
+	for i := range pre {
+		if !bytes.Equal(lr.Leaves[i].LeafValue, pre[i].LeafValue) {
+			t.Fatalf("leaf %d changed by promotion", i)
+		}
+	}
+	// A preordered write to the promoted tree is refused by the server.
+	if _, err := env.log.AddSequencedLeaves(ctx, &trillian.AddSequencedLeavesRequest{LogId: tree.TreeId,
+		Leaves: []*trillian.LogLeaf{{LeafValue: []byte("late"), LeafIndex: 70}}}); err == nil {
+		t.Error("AddSequencedLeaves on the promoted LOG tree accepted")
+	}
+}

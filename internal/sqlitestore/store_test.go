@@ -1,0 +1,283 @@
+package sqlitestore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/trillian/log"
+	"github.com/google/trillian/quota"
+	"github.com/google/trillian/storage"
+	stestonly "github.com/google/trillian/storage/testonly"
+	"github.com/google/trillian/util/clock"
+
+	"github.com/sigsumd/sigsumd/internal/lockfile"
+)
+
+func TestOpenLockExclusive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "trillian.db")
+	s, err := Open(ctx, Config{Path: path, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	_, err = Open(ctx, Config{Path: path, Logger: quietLogger()})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if !strings.Contains(err.Error(), "process "+strconv.Itoa(os.Getpid())) {
+		t.Errorf("lock error %q does not name the holder PID %d", err, os.Getpid())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	s2, err := Open(ctx, Config{Path: path, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestOpenConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		desc string
+		path string
+	}{
+		{"empty path", ""},
+		{"missing directory", filepath.Join(dir, "nope", "trillian.db")},
+		{"query in path", filepath.Join(dir, "x.db?mode=ro")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			if s, err := Open(context.Background(), Config{Path: tc.path, Logger: quietLogger()}); err == nil {
+				s.Close()
+				t.Errorf("Open(%q) succeeded", tc.path)
+			}
+		})
+	}
+}
+
+// TestReopenKeepsData: what one Store committed, the next one reads back.
+func TestReopenKeepsData(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "trillian.db")
+	s, err := Open(ctx, Config{Path: path, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	tree := createTree(ctx, t, s, stestonly.LogTree, true)
+	leaves := testLeaves("keep", 0, 40)
+	if _, err := s.LogStorage().QueueLeaves(ctx, tree, cloneLeaves(leaves), time.Now()); err != nil {
+		t.Fatalf("QueueLeaves: %v", err)
+	}
+	integrate(ctx, t, s, tree, 30)
+	before := latestRoot(ctx, t, s, tree)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openAt(t, path)
+	after := latestRoot(ctx, t, s, tree)
+	if after.TreeSize != 30 || !bytes.Equal(after.RootHash, before.RootHash) {
+		t.Errorf("after reopen: size %d root %x, want 30 and %x", after.TreeSize, after.RootHash, before.RootHash)
+	}
+	integrate(ctx, t, s, tree, 30)
+	if r := latestRoot(ctx, t, s, tree); r.TreeSize != 40 {
+		t.Errorf("queued leaves lost across reopen: size %d, want 40", r.TreeSize)
+	}
+	got, err := storage.GetTree(ctx, s.AdminStorage(), tree.TreeId)
+	if err != nil || got.DisplayName != tree.DisplayName {
+		t.Errorf("GetTree after reopen = %v, %v", got, err)
+	}
+}
+
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Config{Path: path, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// rawExec runs statements on the file without going through Store.
+func rawExec(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatalf("sql.Open: %v", err)
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func TestSchemaChecks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	newer := filepath.Join(dir, "newer.db")
+	s, err := Open(ctx, Config{Path: newer, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	rawExec(t, newer, "PRAGMA user_version = 99")
+
+	foreign := filepath.Join(dir, "foreign.db")
+	rawExec(t, foreign, "CREATE TABLE t(x)")
+
+	tests := []struct {
+		desc, path, want string
+	}{
+		{"newer schema", newer, "newer"},
+		{"foreign database", foreign, "not a sigsumd store"},
+	}
+	for _, tc := range tests {
+		_, err := Open(ctx, Config{Path: tc.path, Logger: quietLogger()})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Open = %v, want an error containing %q", tc.desc, err, tc.want)
+		}
+		// A refused open must not keep the lock.
+		if l, err := lockfile.Acquire(tc.path + ".lock"); err != nil {
+			t.Errorf("%s: lock still held after a refused Open: %v", tc.desc, err)
+		} else {
+			l.Release()
+		}
+	}
+}
+
+// TestConnectionSettings checks the durability settings of the writer and
+// that the readers cannot write.
+func TestConnectionSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	var mode string
+	var syncMode int
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	if err := s.writer.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncMode); err != nil || syncMode != 2 {
+		t.Errorf("synchronous = %d, %v; want 2 (FULL)", syncMode, err)
+	}
+	if st := s.writer.Stats(); st.MaxOpenConnections != 1 {
+		t.Errorf("writer pool allows %d connections, want 1", st.MaxOpenConnections)
+	}
+	if _, err := s.reader.ExecContext(ctx, "DELETE FROM Trees"); err == nil {
+		t.Error("a reader connection could write")
+	}
+}
+
+// TestSnapshotDoesNotBlockWriter holds a read snapshot open while the writer
+// queues and integrates: the writer is not blocked and the snapshot keeps
+// seeing the old state.
+func TestSnapshotDoesNotBlockWriter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	tree := createTree(ctx, t, s, stestonly.LogTree, true)
+
+	snap, err := s.LogStorage().SnapshotForTree(ctx, tree)
+	if err != nil {
+		t.Fatalf("SnapshotForTree: %v", err)
+	}
+	defer snap.Close()
+
+	done := make(chan error, 1)
+	go func() {
+		if _, err := s.LogStorage().QueueLeaves(ctx, tree, testLeaves("w", 0, 10), time.Now()); err != nil {
+			done <- err
+			return
+		}
+		log.InitMetrics(nil)
+		_, err := log.IntegrateBatch(ctx, tree, 100, 0, 0, clock.System, s.LogStorage(), quota.Noop())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("writing while a snapshot is open: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("writer blocked by an open snapshot")
+	}
+	if r := latestRoot(ctx, t, s, tree); r.TreeSize != 10 {
+		t.Errorf("new snapshot sees size %d, want 10", r.TreeSize)
+	}
+	var n int64
+	if err := snap.(*logTX).tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM SequencedLeafData").Scan(&n); err != nil || n != 0 {
+		t.Errorf("old snapshot sees %d sequenced leaves (%v), want 0", n, err)
+	}
+}
+
+func TestClosedStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "trillian.db"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	tree := createTree(ctx, t, s, stestonly.LogTree, true)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	checks := []struct {
+		desc string
+		err  error
+	}{
+		{"QueueLeaves", func() error {
+			_, err := s.LogStorage().QueueLeaves(ctx, tree, testLeaves("c", 0, 1), time.Now())
+			return err
+		}()},
+		{"SnapshotForTree", func() error { _, err := s.LogStorage().SnapshotForTree(ctx, tree); return err }()},
+		{"ReadWriteTransaction", s.LogStorage().ReadWriteTransaction(ctx, tree, func(context.Context, storage.LogTreeTX) error { return nil })},
+		{"admin Snapshot", func() error { _, err := s.AdminStorage().Snapshot(ctx); return err }()},
+		{"GetActiveLogIDs", func() error { _, err := s.LogStorage().GetActiveLogIDs(ctx); return err }()},
+		{"PendingSequencedLeaves", func() error { _, err := s.PendingSequencedLeaves(ctx, tree.TreeId); return err }()},
+		{"CheckDatabaseAccessible", s.AdminStorage().CheckDatabaseAccessible(ctx)},
+	}
+	for _, c := range checks {
+		if !errors.Is(c.err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", c.desc, c.err)
+		}
+	}
+}
+
+func TestPendingSequencedLeavesUnknownTree(t *testing.T) {
+	t.Parallel()
+	s := openTestStore(t)
+	if _, err := s.PendingSequencedLeaves(context.Background(), 12345); err == nil {
+		t.Error("PendingSequencedLeaves of an unknown tree succeeded")
+	}
+	// A tree without a root has nothing integrated: every stored leaf is pending.
+	ctx := context.Background()
+	tree := createTree(ctx, t, s, stestonly.PreorderedLogTree, false)
+	if n, err := s.PendingSequencedLeaves(ctx, tree.TreeId); err != nil || n != 0 {
+		t.Errorf("PendingSequencedLeaves of an empty uninitialised tree = %d, %v", n, err)
+	}
+}

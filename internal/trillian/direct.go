@@ -1,0 +1,43 @@
+package trillian
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	tpb "github.com/google/trillian"
+	"github.com/google/trillian/storage"
+	"github.com/google/trillian/trees"
+	"google.golang.org/grpc/codes"
+
+	"github.com/sigsumd/sigsumd/pkg/sigsum"
+)
+
+// directQueue queues leaves straight into an embedded engine's storage. Trillian's QueueLeaf RPC costs a gRPC
+// round trip and a read of the tree's metadata on every call, which bounds add-leaf throughput; the tree cannot
+// change under a running node (its lock keeps sigsumctl promote out), so its description is read once.
+type directQueue struct {
+	storage storage.LogStorage
+	tree    *tpb.Tree
+}
+
+// queue does what the log server's QueueLeaf does: hash the leaf, set its identity, hand it to the storage.
+func (d *directQueue) queue(ctx context.Context, leaf *sigsum.Leaf) (bool, error) {
+	ll := logLeaf(leaf)
+	ll.MerkleLeafHash = ll.LeafIdentityHash // logLeaf sets the identity to the RFC 6962 leaf hash
+	ret, err := d.storage.QueueLeaves(trees.NewContext(ctx, d.tree), d.tree, []*tpb.LogLeaf{ll}, time.Now())
+	if err != nil {
+		return false, wrap("queueing leaf", err)
+	}
+	if len(ret) != 1 {
+		return false, fmt.Errorf("queueing leaf: storage answered %d results for 1 leaf", len(ret))
+	}
+	switch c := codes.Code(ret[0].GetStatus().GetCode()); c {
+	case codes.OK:
+		return false, nil
+	case codes.AlreadyExists:
+		return true, nil
+	default:
+		return false, fmt.Errorf("queueing leaf: status %s: %s", c, ret[0].GetStatus().GetMessage())
+	}
+}

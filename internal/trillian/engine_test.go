@@ -1,0 +1,252 @@
+package trillian
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tpb "github.com/google/trillian"
+
+	"github.com/sigsumd/sigsumd/internal/trillian/dbtest"
+	"github.com/sigsumd/sigsumd/pkg/sigsum"
+)
+
+func testLeaves(t *testing.T, n int) []sigsum.Leaf {
+	t.Helper()
+	s, err := sigsum.NewEd25519Signer(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := make([]sigsum.Leaf, n)
+	for i := range leaves {
+		if leaves[i], err = sigsum.SignLeaf(s, sigsum.HashBytes([]byte(fmt.Sprint(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return leaves
+}
+
+// testStores returns the stores to test on: extra, a SQLite file, and a scratch MySQL and PostgreSQL database when
+// the environment names servers (dbtest).
+func testStores(t *testing.T, extra ...string) []string {
+	stores := append(extra, "sqlite:"+filepath.Join(t.TempDir(), "t.db"))
+	scratch := dbtest.Stores(t)
+	for _, name := range []string{"mysql", "postgresql"} {
+		if s, ok := scratch[name]; ok {
+			stores = append(stores, s)
+		}
+	}
+	return stores
+}
+
+func startEngine(t *testing.T, storage string) *Engine {
+	t.Helper()
+	e, err := StartEmbedded(context.Background(), EmbeddedConfig{Storage: storage, SequencerInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("closing engine: %v", err)
+		}
+	})
+	return e
+}
+
+// waitSize polls until the tree has integrated at least size leaves.
+func waitSize(t *testing.T, l *Log, size uint64) sigsum.TreeHead {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		th, err := l.TreeHead(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if th.Size >= size {
+			return th
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tree stuck at size %d, want %d", th.Size, size)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func leafHashes(leaves []sigsum.Leaf) []sigsum.Hash {
+	hs := make([]sigsum.Hash, len(leaves))
+	for i := range leaves {
+		hs[i] = leaves[i].Hash()
+	}
+	return hs
+}
+
+func TestPrimaryTree(t *testing.T) {
+	t.Parallel()
+	for _, storage := range testStores(t, "memory:") {
+		t.Run(strings.Split(storage, ":")[0], func(t *testing.T) {
+			ctx := context.Background()
+			e := startEngine(t, storage)
+			idFile := filepath.Join(t.TempDir(), "tree-id")
+			l, err := e.OpenTree(ctx, TreeConfig{IDFile: idFile, Type: tpb.TreeType_LOG, Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if th, err := l.TreeHead(ctx); err != nil || th.Size != 0 || th.RootHash != sigsum.RootHash(nil) {
+				t.Fatalf("new tree head = %+v, %v", th, err)
+			}
+			leaves := testLeaves(t, 7)
+			for i := range leaves {
+				if dup, err := l.QueueLeaf(ctx, &leaves[i]); err != nil || dup {
+					t.Fatalf("QueueLeaf %d = %v, %v", i, dup, err)
+				}
+			}
+			th := waitSize(t, l, 7)
+			if th.RootHash != sigsum.RootHash(leafHashes(leaves)) {
+				t.Fatal("root differs from the leaves' root")
+			}
+			if !strings.HasPrefix(storage, "memory") { // the memory provider does not deduplicate
+				if dup, err := l.QueueLeaf(ctx, &leaves[3]); err != nil || !dup {
+					t.Errorf("re-queueing a leaf = %v, %v; want duplicate", dup, err)
+				}
+			}
+			got, err := l.GetLeaves(ctx, 2, 100)
+			if err != nil || len(got) != 5 || got[0] != leaves[2] {
+				t.Fatalf("GetLeaves(2, 100) = %d leaves, %v", len(got), err)
+			}
+			if _, err := l.GetLeaves(ctx, 7, 1); err == nil {
+				t.Error("GetLeaves past the end succeeded")
+			}
+			for i := range leaves {
+				p, err := l.InclusionProof(ctx, 7, leaves[i].Hash())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p.LeafIndex != uint64(i) || p.Verify(leaves[i].Hash(), &th) != nil {
+					t.Errorf("inclusion proof of leaf %d does not verify", i)
+				}
+			}
+			if _, err := l.InclusionProof(ctx, 3, leaves[5].Hash()); !errors.Is(err, ErrNotFound) {
+				t.Errorf("leaf 5 in tree of size 3: %v, want ErrNotFound", err)
+			}
+			if _, err := l.InclusionProof(ctx, 7, sigsum.Hash{1}); !errors.Is(err, ErrNotFound) {
+				t.Errorf("unknown leaf: %v, want ErrNotFound", err)
+			}
+			for old := uint64(1); old < 7; old++ {
+				p, err := l.ConsistencyProof(ctx, old, 7)
+				if err != nil {
+					t.Fatal(err)
+				}
+				oth := sigsum.TreeHead{Size: old, RootHash: sigsum.RootHash(leafHashes(leaves[:old]))}
+				if err := p.Verify(&oth, &th); err != nil {
+					t.Errorf("consistency %d→7: %v", old, err)
+				}
+			}
+
+			// Reopening by the id file finds the same tree; the other role's type is refused.
+			again, err := e.OpenTree(ctx, TreeConfig{IDFile: idFile, Type: tpb.TreeType_LOG})
+			if err != nil || again.TreeID() != l.TreeID() {
+				t.Fatalf("reopening: %v", err)
+			}
+			if _, err := e.OpenTree(ctx, TreeConfig{IDFile: idFile, Type: tpb.TreeType_PREORDERED_LOG}); err == nil ||
+				!strings.Contains(err.Error(), "PREORDERED_LOG") {
+				t.Errorf("opening a LOG tree as PREORDERED_LOG: %v", err)
+			}
+		})
+	}
+}
+
+func TestSecondaryTree(t *testing.T) {
+	t.Parallel()
+	for _, storage := range testStores(t) {
+		t.Run(strings.Split(storage, ":")[0], func(t *testing.T) {
+			testSecondaryTree(t, storage)
+		})
+	}
+}
+
+func testSecondaryTree(t *testing.T, storage string) {
+	ctx := context.Background()
+	e := startEngine(t, storage)
+	l, err := e.OpenTree(ctx, TreeConfig{IDFile: filepath.Join(t.TempDir(), "tree-id"), Type: tpb.TreeType_PREORDERED_LOG, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := testLeaves(t, 10)
+	if err := l.AddSequencedLeaves(ctx, 0, leaves[:4]); err != nil {
+		t.Fatal(err)
+	}
+	// A gap: leaves 6..9 stored before 4..5 stay out of the tree until the gap is filled.
+	if err := l.AddSequencedLeaves(ctx, 6, leaves[6:]); err != nil {
+		t.Fatal(err)
+	}
+	waitSize(t, l, 4)
+	time.Sleep(100 * time.Millisecond)
+	if th, _ := l.TreeHead(ctx); th.Size != 4 {
+		t.Fatalf("integrated past a gap: size %d", th.Size)
+	}
+	if n, err := e.PendingSequencedLeaves(ctx, l.TreeID()); err != nil || n != 4 {
+		t.Errorf("pending = %d, %v; want 4", n, err)
+	}
+	if err := l.AddSequencedLeaves(ctx, 4, leaves[4:6]); err != nil {
+		t.Fatal(err)
+	}
+	th := waitSize(t, l, 10)
+	if th.RootHash != sigsum.RootHash(leafHashes(leaves)) {
+		t.Fatal("secondary root differs from the leaves' root")
+	}
+	// A retry of stored leaves at their own indices is fine; another leaf at a taken index is not.
+	if err := l.AddSequencedLeaves(ctx, 8, leaves[8:]); err != nil {
+		t.Errorf("re-adding leaves at their indices: %v", err)
+	}
+	other := testLeaves(t, 11)[10:]
+	if err := l.AddSequencedLeaves(ctx, 2, other); !errors.Is(err, ErrConflict) {
+		t.Errorf("adding a new leaf at a taken index: %v, want ErrConflict", err)
+	}
+	if n, err := e.PendingSequencedLeaves(ctx, l.TreeID()); err != nil || n != 0 {
+		t.Errorf("pending = %d, %v; want 0", n, err)
+	}
+}
+
+func TestTreeIDFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "tree-id")
+	if err := WriteTreeIDFile(p, 42); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "tree-id=42\n" {
+		t.Errorf("file = %q", b)
+	}
+	if id, err := ReadTreeIDFile(p); err != nil || id != 42 {
+		t.Errorf("ReadTreeIDFile = %d, %v", id, err)
+	}
+	if err := WriteTreeIDFile(p, 43); err == nil {
+		t.Error("overwrote an existing tree id file")
+	}
+	for name, content := range map[string]string{
+		"empty":     "",
+		"no prefix": "42\n",
+		"negative":  "tree-id=-1\n",
+		"zero":      "tree-id=0\n",
+		"garbage":   "tree-id=x\n",
+	} {
+		q := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		os.WriteFile(q, []byte(content), 0o644)
+		if _, err := ReadTreeIDFile(q); err == nil {
+			t.Errorf("%s: accepted %q", name, content)
+		}
+	}
+	// Reference-style files may carry more lines after the first.
+	q := filepath.Join(dir, "more")
+	os.WriteFile(q, []byte("tree-id=7\nother=1\n"), 0o644)
+	if id, err := ReadTreeIDFile(q); err != nil || id != 7 {
+		t.Errorf("multi-line file: %d, %v", id, err)
+	}
+}
