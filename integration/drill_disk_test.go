@@ -173,6 +173,7 @@ func TestDrillDisk(t *testing.T) {
 	p := newNode(t, "primary", pdir, "-interval", "200ms")
 	s := newNode(t, "secondary", filepath.Join(dir, "secondary"), "-interval", "100ms", "-primary-url", p.internalURL())
 	p.addSecondaries(s)
+	tailOnFailure(t, p, s)
 	s.start()
 	p.start()
 	logKey := p.publicKey()
@@ -183,7 +184,6 @@ func TestDrillDisk(t *testing.T) {
 	probe := newSubmitter(t, 149)
 	var probed []submitted
 	var firsts []string
-	tailOnFailure(t, p, s)
 
 	type phase struct {
 		name          string

@@ -48,15 +48,51 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// Ports for the nodes' listeners come from a range below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range, 32768 and up by default), and each is handed out once per test binary.
+// A port taken from the ephemeral range with Listen(":0") and closed again can be taken, before the node binds it,
+// by an outgoing connection of a parallel test (the drills open thousands) or by a killed node of another test
+// that restarts on the port it had: the new node then fails to bind, or its start probe reaches someone else.
+const (
+	portLow  = 21000
+	portHigh = 32000
+)
+
+var ports struct {
+	sync.Mutex
+	next   int
+	handed map[int]bool
+}
+
+// freePort returns a loopback port outside the ephemeral range that no other test of this binary was given and
+// that nothing listened on a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.handed == nil {
+		ports.handed = map[int]bool{}
+		ports.next = portLow + os.Getpid()%(portHigh-portLow) // parallel test binaries start apart
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for i := 0; i < portHigh-portLow; i++ {
+		p := ports.next
+		ports.next++
+		if ports.next >= portHigh {
+			ports.next = portLow
+		}
+		if ports.handed[p] || p == 25672 { // 25672: RabbitMQ's distribution port on CI machines
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		ports.handed[p] = true
+		return p
+	}
+	t.Fatalf("no free loopback port in %d-%d", portLow, portHigh)
+	return 0
 }
 
 func ctl(t *testing.T, args ...string) string {
@@ -173,7 +209,11 @@ func (n *node) startWithEnv(env ...string) {
 		}
 		if rsp, err := http.Get(probe); err == nil {
 			rsp.Body.Close()
-			return
+			// The public listener is bound before the internal one serves; a node that lost it exits.
+			if rsp, err := http.Get(n.publicURL() + "/"); err == nil {
+				rsp.Body.Close()
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			n.t.Fatalf("%s did not start listening:\n%s", n.role, n.tail())
