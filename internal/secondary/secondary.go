@@ -36,10 +36,7 @@ import (
 const (
 	DefaultInterval  = time.Second
 	DefaultBatchSize = 4096
-	// storeFetches is how many full get-leaves answers one AddSequencedLeaves stores at most while catching up:
-	// 3 × 4,096 leaves is about 2.5 MB through gRPC, within the 4 MB Trillian's server accepts by default.
-	storeFetches   = 3
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout   = 10 * time.Second
 	// pollIntegration is how often the tree head is read while waiting for the sequencer to integrate.
 	pollIntegration = 5 * time.Millisecond
 	// maxBackoffShift caps the retry delay after errors at Interval<<2, four intervals.
@@ -62,6 +59,9 @@ type Config struct {
 	Interval time.Duration
 	// BatchSize is how many leaves one get-leaves asks for (default DefaultBatchSize); the primary may return fewer.
 	BatchSize uint64
+	// StoreBatch bounds how many leaves one AddSequencedLeaves stores while catching up, in whole answers of
+	// BatchSize (default Log.MaxStoreBatch()).
+	StoreBatch uint64
 	// Timeout bounds each backend or HTTP step (default DefaultTimeout).
 	Timeout time.Duration
 	// Logger receives operational messages; nil means slog.Default().
@@ -118,6 +118,9 @@ func New(cfg Config) (*Secondary, error) {
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.StoreBatch == 0 {
+		cfg.StoreBatch = uint64(cfg.Log.MaxStoreBatch())
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
@@ -275,7 +278,7 @@ func (s *Secondary) step(ctx context.Context, r *replica) (bool, error) {
 	}
 	// Run ahead of integration by at most two stores: storing the next batch while the sequencer integrates the
 	// previous one keeps both busy, and the bound keeps each sequencer pass small.
-	storeMax := storeFetches * s.cfg.BatchSize
+	storeMax := max(s.cfg.BatchSize, s.cfg.StoreBatch/s.cfg.BatchSize*s.cfg.BatchSize)
 	if r.next-r.integrated.Size >= 2*storeMax {
 		if err := s.waitIntegrated(ctx, r, r.next-storeMax); err != nil || !r.valid {
 			return false, err
@@ -288,7 +291,7 @@ func (s *Secondary) step(ctx context.Context, r *replica) (bool, error) {
 		return false, err
 	}
 	// Catching up (the primary answered in full): fetch on, each answer checked against the last leaf of the one
-	// before, and store up to storeFetches answers at once. Large transactions write each page of SQLite's random
+	// before, and store up to StoreBatch leaves at once. Large transactions write each page of SQLite's random
 	// hash indexes once for many leaves; that, not the network, bounds catch-up.
 	full := func(n int) bool { return s.cfg.BatchSize > 1 && n > 0 && uint64(n)%(s.cfg.BatchSize-1) == 0 }
 	for ahead := *r; full(len(leaves)) && uint64(len(leaves)) < storeMax-s.cfg.BatchSize; {

@@ -220,8 +220,8 @@ type node struct {
 }
 
 type options struct {
-	batch     uint64
-	selfCheck bool
+	batch, storeBatch uint64
+	selfCheck         bool
 	// stored, when set, receives the size of every AddSequencedLeaves the loop makes (from its debug log).
 	stored func(n int)
 }
@@ -247,7 +247,7 @@ func openNode(t *testing.T, dir string, p *fakePrimary, o options) *node {
 		t.Fatal(err)
 	}
 	cfg := Config{Log: n.log, Signer: n.signer, Primary: internal, Interval: 20 * time.Millisecond,
-		BatchSize: o.batch, Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}
+		BatchSize: o.batch, StoreBatch: o.storeBatch, Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)}
 	if testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(tWriter{t}, nil))
 	}
@@ -402,7 +402,7 @@ func TestReplicatesAndFollows(t *testing.T) {
 	}
 }
 
-// While catching up, the loop stores several full answers at once (storeFetches of them), each checked against
+// While catching up, the loop stores several full answers at once (up to StoreBatch leaves), each checked against
 // the last leaf of the one before; answers short of a full batch are stored as they come.
 func TestCatchUpStoresSeveralAnswersAtOnce(t *testing.T) {
 	t.Parallel()
@@ -410,7 +410,7 @@ func TestCatchUpStoresSeveralAnswersAtOnce(t *testing.T) {
 	p.add(makeLeaves(t, "c", 0, 2000)...)
 	var mu sync.Mutex
 	var stores []int
-	n := openNode(t, t.TempDir(), p, options{batch: 100, stored: func(k int) {
+	n := openNode(t, t.TempDir(), p, options{batch: 100, storeBatch: 300, stored: func(k int) {
 		mu.Lock()
 		stores = append(stores, k)
 		mu.Unlock()

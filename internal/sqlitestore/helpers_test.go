@@ -135,7 +135,8 @@ func cloneLeaves(leaves []*trillian.LogLeaf) []*trillian.LogLeaf {
 func integrate(ctx context.Context, t testing.TB, s *Store, tree *trillian.Tree, limit int) int {
 	t.Helper()
 	log.InitMetrics(nil)
-	n, err := log.IntegrateBatch(ctx, tree, limit, 0, 0, clock.System, s.LogStorage(), quota.Noop())
+	// The storage the embedded engine gives its sequencer.
+	n, err := log.IntegrateBatch(ctx, tree, limit, 0, 0, clock.System, s.SequencerLogStorage(), quota.Noop())
 	if err != nil {
 		t.Fatalf("IntegrateBatch: %v", err)
 	}

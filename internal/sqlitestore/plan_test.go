@@ -16,6 +16,7 @@ func TestQueryPlans(t *testing.T) {
 		want        []string // substrings the plan must contain
 	}{
 		{"leaves by range", selectLeavesByRangeSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
+		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
 		{"leaves by hash", selectLeavesByMerkleHashSQL + "?,?)", []string{"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},
 		{"existing leaf", selectExistingLeafSQL, []string{"INDEX SequencedLeafIdentityIdx (TreeId=? AND LeafIdentityHash=?)"}},
 		{"dequeue", selectQueuedLeavesSQL, []string{"PRIMARY KEY (TreeId=? AND QueueTimestampNanos<?)"}},

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -373,5 +374,75 @@ func TestPromote(t *testing.T) {
 	if _, err := env.log.AddSequencedLeaves(ctx, &trillian.AddSequencedLeavesRequest{LogId: tree.TreeId,
 		Leaves: []*trillian.LogLeaf{{LeafValue: []byte("late"), LeafIndex: 70}}}); err == nil {
 		t.Error("AddSequencedLeaves on the promoted LOG tree accepted")
+	}
+}
+
+// TestSequencerDequeuesHashesOnly: the sequencer's storage dequeues a preordered tree's stored leaves as index and
+// hashes, up to the first gap; LogStorage dequeues whole leaves, as the MySQL provider does.
+func TestSequencerDequeuesHashesOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+	leaves := testLeaves("h", 0, 12)
+	env.addSequenced(ctx, t, tree.TreeId, leaves[:8])
+	env.addSequenced(ctx, t, tree.TreeId, leaves[9:]) // a gap at 8
+
+	for _, c := range []struct {
+		name   string
+		st     storage.LogStorage
+		values bool
+	}{
+		{"sequencer", s.SequencerLogStorage(), false},
+		{"log", s.LogStorage(), true},
+	} {
+		var got []*trillian.LogLeaf
+		err := c.st.ReadWriteTransaction(ctx, tree, func(ctx context.Context, tx storage.LogTreeTX) error {
+			var err error
+			got, err = tx.DequeueLeaves(ctx, 100, time.Now())
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s: DequeueLeaves: %v", c.name, err)
+		}
+		if len(got) != 8 {
+			t.Fatalf("%s: dequeued %d leaves, want the 8 before the gap", c.name, len(got))
+		}
+		for i, l := range got {
+			want := leaves[i]
+			if l.LeafIndex != int64(i) || !bytes.Equal(l.MerkleLeafHash, want.MerkleLeafHash) ||
+				!bytes.Equal(l.LeafIdentityHash, want.LeafIdentityHash) {
+				t.Errorf("%s: leaf %d: index %d hashes %x %x, want %d %x %x", c.name, i, l.LeafIndex,
+					l.MerkleLeafHash, l.LeafIdentityHash, i, want.MerkleLeafHash, want.LeafIdentityHash)
+			}
+			if hasValue := len(l.LeafValue) > 0; hasValue != c.values {
+				t.Errorf("%s: leaf %d has a value: %v, want %v", c.name, i, hasValue, c.values)
+			}
+		}
+	}
+}
+
+// TestInsertOrder: a batch is stored in identity hash order, leaves with one hash in their given order, and a
+// batch whose indices do not strictly increase in the given order.
+func TestInsertOrder(t *testing.T) {
+	t.Parallel()
+	leaf := func(index int64, hash byte) *trillian.LogLeaf {
+		return &trillian.LogLeaf{LeafIndex: index, LeafIdentityHash: bytes.Repeat([]byte{hash}, 32)}
+	}
+	for _, c := range []struct {
+		name   string
+		leaves []*trillian.LogLeaf
+		want   []int
+	}{
+		{"by hash", []*trillian.LogLeaf{leaf(0, 9), leaf(1, 3), leaf(2, 7)}, []int{1, 2, 0}},
+		{"same hash keeps order", []*trillian.LogLeaf{leaf(0, 5), leaf(1, 2), leaf(2, 5), leaf(3, 5)}, []int{1, 0, 2, 3}},
+		{"repeated index", []*trillian.LogLeaf{leaf(4, 9), leaf(4, 1)}, []int{0, 1}},
+		{"decreasing index", []*trillian.LogLeaf{leaf(5, 9), leaf(3, 1)}, []int{0, 1}},
+		{"empty", nil, []int{}},
+	} {
+		if got := insertOrder(c.leaves); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: insertOrder = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -102,6 +102,7 @@ type Store struct {
 	queue  *queuer
 
 	logStorage   *logStorage
+	seqStorage   *logStorage
 	adminStorage *adminStorage
 
 	closeOnce sync.Once
@@ -201,6 +202,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 
 	s.logStorage = &logStorage{s: s}
+	s.seqStorage = &logStorage{s: s, sequencer: true}
 	s.adminStorage = &adminStorage{s: s}
 	s.queue = newQueuer(s, cfg.MaxQueueBatch)
 	go s.queue.run()
@@ -230,6 +232,11 @@ func (s *Store) Path() string { return s.path }
 
 // LogStorage returns the store's storage.LogStorage.
 func (s *Store) LogStorage() storage.LogStorage { return s.logStorage }
+
+// SequencerLogStorage returns the storage for Trillian's sequencer alone. It differs from LogStorage in one way:
+// DequeueLeaves of a PREORDERED_LOG tree returns each leaf's index and hashes only (see sequencedHashes), which is
+// all the sequencer reads.
+func (s *Store) SequencerLogStorage() storage.LogStorage { return s.seqStorage }
 
 // AdminStorage returns the store's storage.AdminStorage.
 func (s *Store) AdminStorage() storage.AdminStorage { return s.adminStorage }

@@ -13,7 +13,8 @@ import (
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
-// directQueue queues leaves straight into an embedded engine's storage. Trillian's QueueLeaf RPC costs a gRPC
+// directQueue queues leaves straight into an embedded engine's storage (LOG tree), or stores preordered leaves
+// (PREORDERED_LOG tree). Trillian's QueueLeaf RPC costs a gRPC
 // round trip and a read of the tree's metadata on every call, which bounds add-leaf throughput; the tree cannot
 // change under a running node (its lock keeps sigsumctl promote out), so its description is read once.
 type directQueue struct {
@@ -40,4 +41,18 @@ func (d *directQueue) queue(ctx context.Context, leaf *sigsum.Leaf) (bool, error
 	default:
 		return false, fmt.Errorf("queueing leaf: status %s: %s", c, ret[0].GetStatus().GetMessage())
 	}
+}
+
+// addSequenced does what the log server's AddSequencedLeaves does for Sigsum leaves (their Merkle leaf hash is the
+// identity hash logLeaf sets), without gRPC: no marshalling of megabytes of leaves, and no 4 MB message limit, so
+// that a catching-up secondary can store large batches in one transaction.
+func (d *directQueue) addSequenced(ctx context.Context, leaves []*tpb.LogLeaf) ([]*tpb.QueuedLogLeaf, error) {
+	for _, ll := range leaves {
+		ll.MerkleLeafHash = ll.LeafIdentityHash
+	}
+	ret, err := d.storage.AddSequencedLeaves(trees.NewContext(ctx, d.tree), d.tree, leaves, time.Now())
+	if err != nil {
+		return nil, wrap("adding sequenced leaves", err)
+	}
+	return ret, nil
 }

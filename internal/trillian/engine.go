@@ -91,6 +91,8 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 	}
 	e := &Engine{}
 	reg := extension.Registry{QuotaManager: quota.Noop(), MetricFactory: cfg.MetricFactory}
+	// seqStorage, when set, is the storage the sequencer gets instead of reg.LogStorage.
+	var seqStorage storage.LogStorage
 	scheme, rest, _ := strings.Cut(cfg.Storage, ":")
 	switch scheme {
 	case "sqlite":
@@ -102,6 +104,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 			return nil, fmt.Errorf("opening storage: %w", err)
 		}
 		reg.LogStorage, reg.AdminStorage = st.LogStorage(), st.AdminStorage()
+		seqStorage = st.SequencerLogStorage()
 		e.pending = st.PendingSequencedLeaves
 		e.closers = append(e.closers, st.Close)
 	case "memory":
@@ -121,6 +124,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 	e.changes = newChanges()
 	reg.LogStorage = notifyingStorage{LogStorage: reg.LogStorage, changes: e.changes}
 	e.storage = reg.LogStorage
+	seqReg := reg
+	if seqStorage != nil {
+		seqReg.LogStorage = notifyingStorage{LogStorage: seqStorage, changes: e.changes}
+	}
 	gs := grpc.NewServer(grpc.UnaryInterceptor(interceptor.ErrorWrapper))
 	tpb.RegisterTrillianAdminServer(gs, admin.New(reg, nil))
 	tpb.RegisterTrillianLogServer(gs, server.NewTrillianLogRPCServer(reg, clock.System))
@@ -136,12 +143,12 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 
 	seqCtx, stopSeq := context.WithCancel(context.Background())
 	om := tlog.NewOperationManager(tlog.OperationInfo{
-		Registry:    reg,
+		Registry:    seqReg,
 		BatchSize:   cfg.BatchSize,
 		NumWorkers:  1,
 		RunInterval: cfg.SequencerInterval,
 		TimeSource:  clock.System,
-	}, tlog.NewSequencerManager(reg, guardWindow))
+	}, tlog.NewSequencerManager(seqReg, guardWindow))
 	if !cfg.NoSequencer {
 		wg.Add(1)
 		go func() {

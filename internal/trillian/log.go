@@ -30,18 +30,41 @@ type Log struct {
 	client  tpb.TrillianLogClient
 	id      int64
 	direct  *directQueue // embedded engine, LOG tree: queue without gRPC
+	store   *directQueue // embedded engine, PREORDERED_LOG tree: store without gRPC
 	changes *changes     // embedded engine: commit announcements
 }
 
 func (e *Engine) log(id int64) *Log { return &Log{client: e.Log, id: id, changes: e.changes} }
 
-// logFor is log with the fast queueing path when the engine is embedded and the tree a LOG.
+// logFor is log with the fast paths into the storage when the engine is embedded: queueing for a LOG tree,
+// storing preordered leaves for a PREORDERED_LOG tree.
 func (e *Engine) logFor(tree *tpb.Tree) *Log {
 	l := e.log(tree.TreeId)
-	if e.storage != nil && tree.TreeType == tpb.TreeType_LOG {
-		l.direct = &directQueue{storage: e.storage, tree: tree}
+	if e.storage != nil {
+		switch tree.TreeType {
+		case tpb.TreeType_LOG:
+			l.direct = &directQueue{storage: e.storage, tree: tree}
+		case tpb.TreeType_PREORDERED_LOG:
+			l.store = &directQueue{storage: e.storage, tree: tree}
+		}
 	}
 	return l
+}
+
+// Most leaves one AddSequencedLeaves should carry: through gRPC, about 2.5 MB of Sigsum leaves, within the 4 MB a
+// Trillian server accepts by default; straight into an embedded engine's storage, larger transactions, which write
+// each page of the storage's hash indexes once for more leaves.
+const (
+	maxStoreRPC    = 12 << 10
+	maxStoreDirect = 64 << 10
+)
+
+// MaxStoreBatch returns the most leaves one AddSequencedLeaves call should carry.
+func (l *Log) MaxStoreBatch() int {
+	if l.store != nil {
+		return maxStoreDirect
+	}
+	return maxStoreRPC
 }
 
 // TreeID returns the Trillian tree id.
@@ -90,19 +113,31 @@ func (l *Log) QueueLeaf(ctx context.Context, leaf *sigsum.Leaf) (bool, error) {
 // at its index (a retry after a crash) is fine; any other conflict is ErrConflict. The leaves become part of the
 // tree when the sequencer integrates them.
 func (l *Log) AddSequencedLeaves(ctx context.Context, start uint64, leaves []sigsum.Leaf) error {
+	if len(leaves) == 0 {
+		return nil
+	}
 	req := &tpb.AddSequencedLeavesRequest{LogId: l.id, Leaves: make([]*tpb.LogLeaf, len(leaves))}
 	for i := range leaves {
 		req.Leaves[i] = logLeaf(&leaves[i])
 		req.Leaves[i].LeafIndex = int64(start) + int64(i)
 	}
-	rsp, err := l.client.AddSequencedLeaves(ctx, req)
-	if err != nil {
-		return wrap("adding sequenced leaves", err)
+	var results []*tpb.QueuedLogLeaf
+	if l.store != nil {
+		var err error
+		if results, err = l.store.addSequenced(ctx, req.Leaves); err != nil {
+			return err
+		}
+	} else {
+		rsp, err := l.client.AddSequencedLeaves(ctx, req)
+		if err != nil {
+			return wrap("adding sequenced leaves", err)
+		}
+		results = rsp.Results
 	}
-	if len(rsp.Results) != len(leaves) {
-		return fmt.Errorf("adding sequenced leaves: %d results for %d leaves", len(rsp.Results), len(leaves))
+	if len(results) != len(leaves) {
+		return fmt.Errorf("adding sequenced leaves: %d results for %d leaves", len(results), len(leaves))
 	}
-	for i, r := range rsp.Results {
+	for i, r := range results {
 		switch c := codes.Code(r.GetStatus().GetCode()); c {
 		case codes.OK:
 		case codes.FailedPrecondition, codes.AlreadyExists:
