@@ -50,8 +50,13 @@ const (
 	selectLeavesByRangeSQL = leafColumnsSQL + `FROM SequencedLeafData s` + joinLeafDataSQL +
 		`WHERE s.TreeId = ? AND s.SequenceNumber >= ? AND s.SequenceNumber < ? ORDER BY s.SequenceNumber`
 
-	selectLeavesByMerkleHashSQL = leafColumnsSQL + `FROM SequencedLeafData s INDEXED BY SequencedLeafMerkleIdx` +
-		joinLeafDataSQL + `WHERE s.TreeId = ? AND s.MerkleLeafHash IN (`
+	// Leaves by Merkle leaf hash: those whose identity hash is the same (all of a
+	// Sigsum log's) through the identity index, the others through the partial
+	// Merkle hash index (schemaV2). Both halves take the tree id and the hashes.
+	selectLeavesBySameHashSQL = leafColumnsSQL + `FROM SequencedLeafData s INDEXED BY SequencedLeafIdentityIdx` +
+		joinLeafDataSQL + `WHERE s.TreeId = ? AND s.MerkleLeafHash = s.LeafIdentityHash AND s.LeafIdentityHash IN (`
+	selectLeavesByOtherHashSQL = leafColumnsSQL + `FROM SequencedLeafData s INDEXED BY SequencedLeafMerkleIdx` +
+		joinLeafDataSQL + `WHERE s.TreeId = ? AND s.MerkleLeafHash <> s.LeafIdentityHash AND s.MerkleLeafHash IN (`
 
 	selectSequencedHashesSQL = `SELECT MerkleLeafHash, LeafIdentityHash, SequenceNumber, IntegrateTimestampNanos
 		FROM SequencedLeafData WHERE TreeId = ? AND SequenceNumber >= ? AND SequenceNumber < ? ORDER BY SequenceNumber`
@@ -645,12 +650,14 @@ func (t *logTX) GetLeavesByHash(ctx context.Context, leafHashes [][]byte, orderB
 	for len(leafHashes) > 0 {
 		chunk := leafHashes[:min(len(leafHashes), maxInArgs)]
 		leafHashes = leafHashes[len(chunk):]
-		args := make([]any, 0, len(chunk)+1)
-		args = append(args, t.treeID)
-		for _, h := range chunk {
-			args = append(args, nonNil(h))
+		args := make([]any, 0, 2*len(chunk)+2)
+		for range 2 {
+			args = append(args, t.treeID)
+			for _, h := range chunk {
+				args = append(args, nonNil(h))
+			}
 		}
-		rows, err := t.tx.QueryContext(ctx, selectLeavesByMerkleHashSQL+placeholders(len(chunk))+")", args...)
+		rows, err := t.tx.QueryContext(ctx, selectLeavesByMerkleHash(len(chunk)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: reading leaves by hash: %w", err)
 		}
@@ -672,6 +679,11 @@ func (t *logTX) GetLeavesByHash(ctx context.Context, leafHashes [][]byte, orderB
 		sort.Slice(ret, func(i, j int) bool { return ret[i].LeafIndex < ret[j].LeafIndex })
 	}
 	return ret, nil
+}
+
+// selectLeavesByMerkleHash is the query for n hashes.
+func selectLeavesByMerkleHash(n int) string {
+	return selectLeavesBySameHashSQL + placeholders(n) + ") UNION ALL " + selectLeavesByOtherHashSQL + placeholders(n) + ")"
 }
 
 // addSequencedLeaves stores preordered leaves in this transaction. Each leaf

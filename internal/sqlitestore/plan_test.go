@@ -17,7 +17,8 @@ func TestQueryPlans(t *testing.T) {
 	}{
 		{"leaves by range", selectLeavesByRangeSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
 		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
-		{"leaves by hash", selectLeavesByMerkleHashSQL + "?,?)", []string{"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},
+		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX SequencedLeafIdentityIdx (TreeId=? AND LeafIdentityHash=?)",
+			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},
 		{"existing leaf", selectExistingLeafSQL, []string{"INDEX SequencedLeafIdentityIdx (TreeId=? AND LeafIdentityHash=?)"}},
 		{"dequeue", selectQueuedLeavesSQL, []string{"PRIMARY KEY (TreeId=? AND QueueTimestampNanos<?)"}},
 		{"latest root", selectLatestRootSQL, []string{"PRIMARY KEY (TreeId=?)"}},
@@ -25,7 +26,11 @@ func TestQueryPlans(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			rows, err := s.reader.Query("EXPLAIN QUERY PLAN "+tc.query, 1, 2, 3, 4)
+			args := make([]any, strings.Count(tc.query, "?"))
+			for i := range args {
+				args[i] = i + 1
+			}
+			rows, err := s.reader.Query("EXPLAIN QUERY PLAN "+tc.query, args...)
 			if err != nil {
 				t.Fatalf("EXPLAIN: %v", err)
 			}

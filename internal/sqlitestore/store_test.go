@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -279,5 +280,57 @@ func TestPendingSequencedLeavesUnknownTree(t *testing.T) {
 	tree := createTree(ctx, t, s, stestonly.PreorderedLogTree, false)
 	if n, err := s.PendingSequencedLeaves(ctx, tree.TreeId); err != nil || n != 0 {
 		t.Errorf("PendingSequencedLeaves of an empty uninitialised tree = %d, %v", n, err)
+	}
+}
+
+// TestMigrateV1: a version 1 store opens as version 2, its Merkle hash index becomes partial, and its leaves are
+// still found by Merkle leaf hash, whether that hash is their identity hash or not.
+func TestMigrateV1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	same, other, id := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32), bytes.Repeat([]byte{3}, 32)
+	stmts := append([]string{}, schemaV1...)
+	stmts = append(stmts,
+		fmt.Sprintf("PRAGMA application_id = %d", applicationID), "PRAGMA user_version = 1",
+		fmt.Sprintf(`INSERT INTO LeafData VALUES(7, x'%x', x'%x', x'aa', NULL, 1), (7, x'%x', x'%x', x'bb', NULL, 1)`,
+			same, same, id, other),
+		fmt.Sprintf(`INSERT INTO SequencedLeafData VALUES(7, 0, x'%x', x'%x', 2), (7, 1, x'%x', x'%x', 2)`,
+			same, same, id, other))
+	rawExec(t, path, stmts...)
+
+	s, err := Open(context.Background(), Config{Path: path, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("Open of a v1 store: %v", err)
+	}
+	defer s.Close()
+	if v := count(t, s, "PRAGMA user_version"); v != schemaVersion {
+		t.Errorf("user_version %d after open, want %d", v, schemaVersion)
+	}
+	var def string
+	if err := s.reader.QueryRow("SELECT sql FROM sqlite_schema WHERE name = 'SequencedLeafMerkleIdx'").Scan(&def); err != nil ||
+		!strings.Contains(def, "WHERE MerkleLeafHash <> LeafIdentityHash") {
+		t.Errorf("SequencedLeafMerkleIdx = %q, %v; want the partial index", def, err)
+	}
+	for _, c := range []struct {
+		hash  []byte
+		index int64
+	}{{same, 0}, {other, 1}} {
+		var index int64
+		var n int
+		rows, err := s.reader.Query(selectLeavesByMerkleHash(1), 7, c.hash, 7, c.hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			leaf, err := scanSequencedLeaf(rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			index, n = leaf.LeafIndex, n+1
+		}
+		rows.Close()
+		if n != 1 || index != c.index {
+			t.Errorf("by Merkle hash %x: %d leaves, index %d; want 1 at %d", c.hash[:2], n, index, c.index)
+		}
 	}
 }
