@@ -446,3 +446,54 @@ func TestInsertOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPreorderedConflictsLargeAndRepeated: conflicts in a large batch (stored in identity hash order, reported in
+// the given order), and a batch that repeats an identity hash: the first leaf with the hash loses its taken index
+// and leaves no trace, so the second one, at a free index, is stored.
+func TestPreorderedConflictsLargeAndRepeated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+
+	known := testLeaves("known", 0, 1)[0]
+	taker := testLeaves("taker", 1000+450, 1)[0]
+	env.addSequenced(ctx, t, tree.TreeId, []*trillian.LogLeaf{known})
+	env.addSequenced(ctx, t, tree.TreeId, []*trillian.LogLeaf{taker})
+
+	batch := testLeaves("large", 1000, 600)
+	batch[300] = testLeaves("known", 0, 1)[0]
+	batch[300].LeafIndex = 1300
+	got, err := s.LogStorage().AddSequencedLeaves(ctx, tree, batch, time.Now())
+	if err != nil {
+		t.Fatalf("AddSequencedLeaves: %v", err)
+	}
+	for i, r := range got {
+		want := "OK"
+		switch i {
+		case 300:
+			want = "conflicting LeafIdentityHash"
+		case 450:
+			want = "conflicting LeafIndex"
+		}
+		if r.GetStatus().GetMessage() != want {
+			t.Errorf("leaf %d: %v, want %q", i, r.GetStatus(), want)
+		}
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM LeafData WHERE TreeId = ? AND LeafIdentityHash = ?", tree.TreeId,
+		batch[450].LeafIdentityHash); n != 0 {
+		t.Errorf("the leaf refused for its index left %d LeafData rows", n)
+	}
+
+	x := testLeaves("twice", 1450, 1)[0] // index 1450 is taken
+	y := testLeaves("twice", 1450, 1)[0]
+	y.LeafIndex = 2000
+	got, err = s.LogStorage().AddSequencedLeaves(ctx, tree, []*trillian.LogLeaf{x, y}, time.Now())
+	if err != nil {
+		t.Fatalf("AddSequencedLeaves: %v", err)
+	}
+	if got[0].GetStatus().GetMessage() != "conflicting LeafIndex" || leafCode(got[1]) != codes.OK {
+		t.Errorf("one hash twice, first at a taken index: %v, %v; want conflicting LeafIndex, then OK", got[0].Status, got[1].Status)
+	}
+}
