@@ -51,6 +51,8 @@ type Engine struct {
 	storage storage.LogStorage
 	// changes announces the embedded engine's commits; nil when external.
 	changes *changes
+	// storeBatch is the most leaves one AddSequencedLeaves should carry (Log.MaxStoreBatch).
+	storeBatch int
 }
 
 // EmbeddedConfig configures an in-process Trillian.
@@ -105,6 +107,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 		}
 		reg.LogStorage, reg.AdminStorage = st.LogStorage(), st.AdminStorage()
 		seqStorage = st.SequencerLogStorage()
+		e.storeBatch = maxStoreSQLite
 		e.pending = st.PendingSequencedLeaves
 		e.closers = append(e.closers, st.Close)
 	case "memory":

@@ -179,6 +179,13 @@ func testSecondaryTree(t *testing.T, storage string) {
 		t.Fatal(err)
 	}
 	leaves := testLeaves(t, 10)
+	want := maxStoreDefault // a few seconds of work for a MySQL or PostgreSQL store
+	if strings.HasPrefix(storage, "sqlite:") {
+		want = maxStoreSQLite
+	}
+	if got := l.MaxStoreBatch(); got != want {
+		t.Errorf("MaxStoreBatch() = %d, want %d", got, want)
+	}
 	if err := l.AddSequencedLeaves(ctx, 0, leaves[:4]); err != nil {
 		t.Fatal(err)
 	}

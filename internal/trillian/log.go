@@ -1,6 +1,7 @@
 package trillian
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,9 +33,13 @@ type Log struct {
 	direct  *directQueue // embedded engine, LOG tree: queue without gRPC
 	store   *directQueue // embedded engine, PREORDERED_LOG tree: store without gRPC
 	changes *changes     // embedded engine: commit announcements
+	// maxStore is MaxStoreBatch.
+	maxStore int
 }
 
-func (e *Engine) log(id int64) *Log { return &Log{client: e.Log, id: id, changes: e.changes} }
+func (e *Engine) log(id int64) *Log {
+	return &Log{client: e.Log, id: id, changes: e.changes, maxStore: cmp.Or(e.storeBatch, maxStoreDefault)}
+}
 
 // logFor is log with the fast paths into the storage when the engine is embedded: queueing for a LOG tree,
 // storing preordered leaves for a PREORDERED_LOG tree.
@@ -51,21 +56,17 @@ func (e *Engine) logFor(tree *tpb.Tree) *Log {
 	return l
 }
 
-// Most leaves one AddSequencedLeaves should carry: through gRPC, about 2.5 MB of Sigsum leaves, within the 4 MB a
-// Trillian server accepts by default; straight into an embedded engine's storage, larger transactions, which write
-// each page of the storage's hash indexes once for more leaves.
+// Most leaves one AddSequencedLeaves should carry. By default, about 2.5 MB of Sigsum leaves: within the 4 MB a
+// Trillian server accepts through gRPC by default, and a few seconds of work for a MySQL or PostgreSQL store, well
+// within a request's timeout. The embedded SQLite store takes them straight (no gRPC) and stores 64k leaves in well
+// under a second: larger transactions write each page of its hash indexes once for more leaves.
 const (
-	maxStoreRPC    = 12 << 10
-	maxStoreDirect = 64 << 10
+	maxStoreDefault = 12 << 10
+	maxStoreSQLite  = 64 << 10
 )
 
 // MaxStoreBatch returns the most leaves one AddSequencedLeaves call should carry.
-func (l *Log) MaxStoreBatch() int {
-	if l.store != nil {
-		return maxStoreDirect
-	}
-	return maxStoreRPC
-}
+func (l *Log) MaxStoreBatch() int { return l.maxStore }
 
 // TreeID returns the Trillian tree id.
 func (l *Log) TreeID() int64 { return l.id }
