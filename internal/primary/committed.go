@@ -8,11 +8,16 @@ import (
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
-// Bounds of the in-memory index of committed leaves.
+// Bounds of what the primary holds of its committed leaves; neither grows with the log.
 const (
-	// maxCommitted bounds memory (about 80 bytes an entry): the newest leaves are the ones submitters retry.
-	maxCommitted = 2 << 20
-	// preloadCommitted is how many of the newest signed leaves a start reads back into the index.
+	// maxCommitted bounds the index of committed leaves (about 60 bytes an entry, 15 MiB): the newest leaves are
+	// the ones submitters retry, and the ones asked about from storage the ones monitors ask about again.
+	maxCommitted = 1 << 18
+	// maxLoadTree bounds the log whose whole tree a start reads to hold its upper levels (32 bytes per 128
+	// leaves) and the newest tiles: reading 2^25 leaves takes about a minute. A larger log serves proofs and
+	// leaves from storage, and a start reads back only its newest preloadCommitted leaves into the index.
+	maxLoadTree = 1 << 25
+	// preloadCommitted is how many of the newest signed leaves a start of a log past maxLoadTree reads back.
 	preloadCommitted = 1 << 16
 	// committedBatch is how many leaves one read of newly signed leaves asks for.
 	committedBatch = 4096
@@ -20,56 +25,57 @@ const (
 
 // isCommitted reports whether a leaf is known, from memory, to be in the signed tree.
 func (p *Primary) isCommitted(h sigsum.Hash) bool {
-	if p.mem != nil {
-		_, ok := p.mem.lookup(h, p.signed.Load().Size)
-		return ok
-	}
-	return p.committed.has(h)
-}
-
-// committedLeaves remembers the hashes of the newest committed leaves, so that a submitter's retry of a committed
-// leaf is answered 200 from memory: no signature check, no storage lookup. Older leaves fall back to storage.
-type committedLeaves struct {
-	mu   sync.RWMutex
-	set  map[sigsum.Hash]struct{}
-	ring []sigsum.Hash // insertion order, for evicting the oldest
-	next int           // next ring slot to overwrite once full
-}
-
-func newCommittedLeaves() *committedLeaves {
-	return &committedLeaves{set: make(map[sigsum.Hash]struct{})}
-}
-
-func (c *committedLeaves) has(h sigsum.Hash) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	_, ok := c.set[h]
+	_, ok := p.committed.lookup(h)
 	return ok
 }
 
-func (c *committedLeaves) add(hs []sigsum.Hash) {
+// committedLeaves indexes the newest committed leaves, and the older ones found in storage since, by leaf hash:
+// a submitter's retry of a committed leaf is answered 200 without a signature check or a storage lookup, and an
+// inclusion proof is served from the tree in memory. Once full, the entry added longest ago makes room.
+type committedLeaves struct {
+	mu    sync.RWMutex
+	index map[sigsum.Hash]uint64
+	ring  []sigsum.Hash // insertion order, for evicting the oldest
+	next  int           // next ring slot to overwrite once full
+	max   int
+}
+
+func newCommittedLeaves() *committedLeaves {
+	return &committedLeaves{index: make(map[sigsum.Hash]uint64), max: maxCommitted}
+}
+
+// lookup returns the index of a committed leaf.
+func (c *committedLeaves) lookup(h sigsum.Hash) (uint64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	i, ok := c.index[h]
+	return i, ok
+}
+
+// add indexes the leaves with these hashes at first, first+1, …; a leaf already indexed keeps its index.
+func (c *committedLeaves) add(first uint64, hs []sigsum.Hash) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, h := range hs {
-		if _, ok := c.set[h]; ok {
+	for i, h := range hs {
+		if _, ok := c.index[h]; ok {
 			continue
 		}
-		if len(c.ring) < maxCommitted {
+		if len(c.ring) < c.max {
 			c.ring = append(c.ring, h)
 		} else {
-			delete(c.set, c.ring[c.next])
+			delete(c.index, c.ring[c.next])
 			c.ring[c.next] = h
-			c.next = (c.next + 1) % maxCommitted
+			c.next = (c.next + 1) % c.max
 		}
-		c.set[h] = struct{}{}
+		c.index[h] = first + uint64(i)
 	}
 }
 
-// indexCommitted reads the leaves [from, to) of the tree and adds them to the in-memory tree (which starts where
-// it ends, whatever from says) or else to the index of recent leaves, dropping them from the pending set.
+// indexCommitted reads the leaves [from, to) of the tree, adds them to the tree in memory (which starts where it
+// ends, whatever from says) and to the index, and drops them from the pending set.
 func (p *Primary) indexCommitted(ctx context.Context, from, to uint64) error {
-	if p.mem != nil {
-		from = p.mem.size()
+	if p.tree != nil {
+		from = p.tree.Size()
 	}
 	for from < to {
 		cctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
@@ -78,15 +84,17 @@ func (p *Primary) indexCommitted(ctx context.Context, from, to uint64) error {
 		if err != nil {
 			return fmt.Errorf("reading committed leaves from %d: %w", from, err)
 		}
+		if len(leaves) == 0 {
+			return fmt.Errorf("reading committed leaves from %d: storage has none below %d", from, to)
+		}
 		hs := make([]sigsum.Hash, len(leaves))
 		for i := range leaves {
 			hs[i] = leaves[i].Hash()
 		}
-		if p.mem != nil {
-			p.mem.append(leaves)
-		} else {
-			p.committed.add(hs)
+		if p.tree != nil {
+			p.tree.Append(leaves)
 		}
+		p.committed.add(from, hs)
 		p.pending.remove(hs)
 		from += uint64(len(leaves))
 	}

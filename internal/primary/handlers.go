@@ -135,13 +135,14 @@ func (p *Primary) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "size %d is larger than the published tree (%d)", size, pub)
 		return
 	}
-	if p.mem != nil && p.mem.size() >= size {
-		index, ok := p.mem.lookup(hash, size)
-		if !ok {
+	ctx, cancel := p.ctx(r)
+	defer cancel()
+	if index, ok := p.committed.lookup(hash); ok && p.tree != nil && p.tree.Size() >= size {
+		if index >= size {
 			fail(w, http.StatusNotFound, "leaf %s is not in the tree of size %d", hash, size)
 			return
 		}
-		proof, err := p.mem.inclusion(index, size)
+		proof, err := p.tree.Inclusion(ctx, index, size)
 		if err != nil {
 			p.backendFail(w, r, err)
 			return
@@ -149,8 +150,6 @@ func (p *Primary) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusOK, proof.MarshalASCII())
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
 	proof, err := p.cfg.Log.InclusionProof(ctx, size, hash)
 	switch {
 	case errors.Is(err, trillian.ErrNotFound):
@@ -160,6 +159,9 @@ func (p *Primary) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 		p.backendFail(w, r, err)
 		return
 	}
+	// Remembered, so that the next proof of this leaf comes from memory. The index is its first, as in the
+	// index: storage finds the first leaf with a hash.
+	p.committed.add(proof.LeafIndex, []sigsum.Hash{hash})
 	writeBody(w, http.StatusOK, proof.MarshalASCII())
 }
 
@@ -183,8 +185,10 @@ func (p *Primary) getConsistencyProof(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "new size %d is larger than the published tree (%d)", newSize, pub)
 		return
 	}
-	if p.mem != nil && p.mem.size() >= newSize {
-		proof, err := p.mem.consistency(oldSize, newSize)
+	ctx, cancel := p.ctx(r)
+	defer cancel()
+	if p.tree != nil && p.tree.Size() >= newSize {
+		proof, err := p.tree.Consistency(ctx, oldSize, newSize)
 		if err != nil {
 			p.backendFail(w, r, err)
 			return
@@ -192,8 +196,6 @@ func (p *Primary) getConsistencyProof(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, http.StatusOK, proof.MarshalASCII())
 		return
 	}
-	ctx, cancel := p.ctx(r)
-	defer cancel()
 	proof, err := p.cfg.Log.ConsistencyProof(ctx, oldSize, newSize)
 	if err != nil {
 		p.backendFail(w, r, err)
@@ -219,9 +221,11 @@ func leafRange(r *http.Request) (start, end uint64, err error) {
 // serveLeaves answers get-leaves for [start, end) clamped to size and MaxRange.
 func (p *Primary) serveLeaves(w http.ResponseWriter, r *http.Request, start, end, size, maxRange uint64) {
 	end = min(end, size, start+maxRange)
-	if p.mem != nil && p.mem.size() >= end {
-		writeBody(w, http.StatusOK, p.text.body(p.mem, start, end))
-		return
+	if p.tree != nil && p.tree.Size() >= end {
+		if body, ok := p.text.body(p.tree, start, end); ok {
+			writeBody(w, http.StatusOK, body)
+			return
+		}
 	}
 	ctx, cancel := p.ctx(r)
 	defer cancel()

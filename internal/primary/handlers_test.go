@@ -200,7 +200,7 @@ func TestAddLeaf(t *testing.T) {
 	}
 	// A committed leaf the primary no longer remembers (evicted, or older than a start's preload) is found in
 	// storage: still 200, still one leaf.
-	p.committed, p.mem = newCommittedLeaves(), nil
+	p.committed, p.tree = newCommittedLeaves(), nil
 	if code, _, _ := do(t, "POST", url, body); code != 200 {
 		t.Fatalf("committed leaf missing from memory: %d, want 200", code)
 	}

@@ -3,6 +3,7 @@ package primary
 import (
 	"sync"
 
+	"github.com/sigsumd/sigsumd/internal/tiletree"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
@@ -19,7 +20,7 @@ type leafText struct {
 
 const (
 	textChunk     = 64
-	maxTextChunks = 2048 // about 35 MB of text: the newest 131,072 leaves, or any mix
+	maxTextChunks = 1024 // about 17 MB of text: the newest 65,536 leaves, or any mix
 )
 
 func newLeafText() *leafText {
@@ -30,33 +31,45 @@ func newLeafText() *leafText {
 	}
 }
 
-// body returns the get-leaves text of leaves [start, end), all of which the tree holds.
-func (lt *leafText) body(mem *memTree, start, end uint64) []byte {
+// body returns the get-leaves text of leaves [start, end), all of which the tree has, if it holds them in memory
+// or their text is cached; else the caller reads them from storage.
+func (lt *leafText) body(tree *tiletree.Tree, start, end uint64) ([]byte, bool) {
 	out := make([]byte, 0, int(end-start)*lt.lineLen)
-	held := mem.size() / textChunk // chunks whose leaves are all held
+	held := tree.Size() / textChunk // chunks whose leaves are all in the tree
 	for i := start; i < end; {
 		c := i / textChunk
 		if c >= held {
 			// The tree's last, partial chunk: encoded on each request, it is not final yet.
-			return append(out, sigsum.MarshalLeavesASCII(mem.leafRange(i, end))...)
+			leaves, ok := tree.HeldLeaves(i, end)
+			if !ok {
+				return nil, false
+			}
+			return append(out, sigsum.MarshalLeavesASCII(leaves)...), true
 		}
-		text := lt.chunk(mem, c)
+		text, ok := lt.chunk(tree, c)
+		if !ok {
+			return nil, false
+		}
 		first, last := i-c*textChunk, min(end, (c+1)*textChunk)-c*textChunk
 		out = append(out, text[int(first)*lt.lineLen:int(last)*lt.lineLen]...)
 		i = (c + 1) * textChunk
 	}
-	return out
+	return out, true
 }
 
-// chunk returns chunk c's text, encoding and caching it if needed.
-func (lt *leafText) chunk(mem *memTree, c uint64) []byte {
+// chunk returns chunk c's text, encoding and caching it if the tree holds its leaves.
+func (lt *leafText) chunk(tree *tiletree.Tree, c uint64) ([]byte, bool) {
 	lt.mu.Lock()
 	text, ok := lt.chunks[c]
 	lt.mu.Unlock()
 	if ok {
-		return text
+		return text, true
 	}
-	text = sigsum.MarshalLeavesASCII(mem.leafRange(c*textChunk, (c+1)*textChunk))
+	leaves, ok := tree.HeldLeaves(c*textChunk, (c+1)*textChunk)
+	if !ok {
+		return nil, false
+	}
+	text = sigsum.MarshalLeavesASCII(leaves)
 	lt.mu.Lock()
 	defer lt.mu.Unlock()
 	if len(lt.chunks) >= lt.maxChunks {
@@ -66,5 +79,5 @@ func (lt *leafText) chunk(mem *memTree, c uint64) []byte {
 		}
 	}
 	lt.chunks[c] = text
-	return text
+	return text, true
 }

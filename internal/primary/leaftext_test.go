@@ -2,11 +2,21 @@ package primary
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"testing"
 
+	"github.com/sigsumd/sigsumd/internal/tiletree"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
+
+// staticLeaves is a tiletree.Source over a slice of leaves.
+type staticLeaves struct{ leaves *[]sigsum.Leaf }
+
+func (s staticLeaves) GetLeaves(_ context.Context, start, count uint64) ([]sigsum.Leaf, error) {
+	all := *s.leaves
+	return all[min(start, uint64(len(all))):min(start+count, uint64(len(all)))], nil
+}
 
 // The cached text of any range equals encoding the range afresh: across chunk edges, in the partial last chunk,
 // after the tree grows past it, and with chunks evicted.
@@ -14,17 +24,20 @@ func TestLeafTextEqualsEncoding(t *testing.T) {
 	t.Parallel()
 	sub := seedSigner(t, 2)
 	var leaves []sigsum.Leaf
-	grow := func(mt *memTree, n int) {
+	grow := func(mt *tiletree.Tree, n int) {
 		for i := 0; i < n; i++ {
 			l, err := sigsum.SignLeaf(sub, sigsum.HashBytes([]byte(fmt.Sprint("text ", len(leaves)))))
 			if err != nil {
 				t.Fatal(err)
 			}
 			leaves = append(leaves, l)
-			mt.append([]sigsum.Leaf{l})
+			mt.Append([]sigsum.Leaf{l})
 		}
 	}
-	mt := newMemTree(0)
+	mt, err := tiletree.New(tiletree.Config{Source: staticLeaves{&leaves}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, maxChunks := range []int{maxTextChunks, 2} {
 		lt := newLeafText()
 		lt.maxChunks = maxChunks
@@ -37,9 +50,9 @@ func TestLeafTextEqualsEncoding(t *testing.T) {
 				if start >= end {
 					continue
 				}
-				got, want := lt.body(mt, start, end), sigsum.MarshalLeavesASCII(leaves[start:end])
-				if !bytes.Equal(got, want) {
-					t.Fatalf("max %d chunks, size %d: text of [%d, %d) differs from its encoding", maxChunks, n, start, end)
+				got, ok := lt.body(mt, start, end)
+				if want := sigsum.MarshalLeavesASCII(leaves[start:end]); !ok || !bytes.Equal(got, want) {
+					t.Fatalf("max %d chunks, size %d: text of [%d, %d) differs from its encoding (held: %v)", maxChunks, n, start, end, ok)
 				}
 			}
 			if len(lt.chunks) > maxChunks {
@@ -54,5 +67,40 @@ func TestLeafTextEqualsEncoding(t *testing.T) {
 		check()
 		grow(mt, 700)
 		check()
+	}
+}
+
+// Leaves whose tile the tree no longer holds, and whose text is not cached, are left to storage; cached text is
+// served whether the tree still holds the leaves or not.
+func TestLeafTextOfLeavesNotHeld(t *testing.T) {
+	t.Parallel()
+	sub := seedSigner(t, 2)
+	var leaves []sigsum.Leaf
+	for i := range 600 {
+		l, err := sigsum.SignLeaf(sub, sigsum.HashBytes([]byte(fmt.Sprint("held ", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, l)
+	}
+	mt, err := tiletree.New(tiletree.Config{Source: staticLeaves{&leaves}, MaxTiles: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt := newLeafText()
+	mt.Append(leaves[:100])
+	if _, ok := lt.body(mt, 0, 64); !ok { // cached while held
+		t.Fatal("text of held leaves not served")
+	}
+	mt.Append(leaves[100:]) // tile 1 evicts tile 0
+	if _, ok := lt.body(mt, 64, 128); ok {
+		t.Error("text of leaves not held was served")
+	}
+	got, ok := lt.body(mt, 10, 64)
+	if !ok || !bytes.Equal(got, sigsum.MarshalLeavesASCII(leaves[10:64])) {
+		t.Error("cached text not served once its leaves were no longer held")
+	}
+	if got, ok := lt.body(mt, 300, 600); !ok || !bytes.Equal(got, sigsum.MarshalLeavesASCII(leaves[300:600])) {
+		t.Error("text of the held tile and the tail not served")
 	}
 }

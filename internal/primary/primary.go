@@ -17,6 +17,7 @@ import (
 	"github.com/sigsumd/sigsumd/internal/atomicfile"
 	"github.com/sigsumd/sigsumd/internal/metrics"
 	"github.com/sigsumd/sigsumd/internal/ratelimit"
+	"github.com/sigsumd/sigsumd/internal/tiletree"
 	"github.com/sigsumd/sigsumd/internal/trillian"
 	"github.com/sigsumd/sigsumd/internal/witness"
 	"github.com/sigsumd/sigsumd/pkg/client"
@@ -88,8 +89,8 @@ type Primary struct {
 	published atomic.Pointer[publishedHead]
 	pending   pendingLeaves
 	committed *committedLeaves
-	mem       *memTree  // the committed tree in memory; nil for a log too large to hold
-	text      *leafText // get-leaves text of leaves in mem
+	tree      *tiletree.Tree // the committed tree in bounded memory; nil for a log too large to load at start
+	text      *leafText      // get-leaves text of leaves in tree
 	// witnessing is the policy and witnesses in force; SetWitnessing swaps them (SIGHUP).
 	witnessing atomic.Pointer[witnessing]
 
@@ -200,18 +201,23 @@ func New(ctx context.Context, cfg Config) (*Primary, error) {
 	return p, nil
 }
 
-// loadCommitted reads the signed tree into memory at a start: all of it when it is small enough to hold, else
-// only its newest leaves, for answering retries.
+// loadCommitted reads the signed tree at a start: all of it, to hold its upper levels and newest tiles and
+// index its newest leaves, when it is small enough to read in a reasonable time; else only its newest leaves, for
+// answering retries.
 func (p *Primary) loadCommitted(ctx context.Context, size uint64) error {
-	if size <= maxMemTree {
-		p.mem, p.text = newMemTree(size), newLeafText()
-		err := p.indexCommitted(ctx, 0, size)
+	if size <= maxLoadTree {
+		tree, err := tiletree.New(tiletree.Config{Source: p.cfg.Log})
+		if err != nil {
+			return err
+		}
+		p.tree, p.text = tree, newLeafText()
+		err = p.indexCommitted(ctx, 0, size)
 		// Loading a large log read every leaf through gRPC: hand that garbage back to the system now rather
-		// than over the next minutes, so the node's footprint is the tree it holds.
+		// than over the next minutes, so the node's footprint is what it holds.
 		debug.FreeOSMemory()
 		return err
 	}
-	p.log.Info("log too large to hold in memory: proofs come from storage", "size", size)
+	p.log.Info("log too large to read at start: proofs come from storage", "size", size)
 	return p.indexCommitted(ctx, size-min(size, preloadCommitted), size)
 }
 

@@ -200,6 +200,8 @@ type replica struct {
 	// fetchTook is how long the last fetch took: a primary that held it for new leaves (sigsum.WaitBeyondHeader)
 	// has already made the caught-up loop wait, so Run sleeps only what is left of Interval.
 	fetchTook time.Duration
+	// prefetch is the next batch being fetched while catching up, or nil.
+	prefetch *prefetch
 }
 
 // Run replicates until ctx is done, then returns nil. Errors are logged and retried with backoff; it never skips
@@ -214,6 +216,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 		return err
 	}
 	var r replica
+	defer r.dropPrefetch()
 	fails := 0
 	for ctx.Err() == nil {
 		caughtUp, err := s.step(ctx, &r)
@@ -285,25 +288,13 @@ func (s *Secondary) step(ctx context.Context, r *replica) (bool, error) {
 		}
 	}
 	start := time.Now()
-	leaves, err := s.fetch(ctx, r, true)
+	leaves, more, err := s.prefetched(ctx, r)
+	if leaves == nil && err == nil {
+		leaves, more, err = s.batch(ctx, replica{next: r.next, last: r.last}, true, storeMax)
+	}
 	r.fetchTook = time.Since(start)
 	if err != nil {
 		return false, err
-	}
-	// Catching up (the primary answered in full): fetch on, each answer checked against the last leaf of the one
-	// before, and store up to StoreBatch leaves at once. Large transactions write each page of SQLite's random
-	// hash indexes once for many leaves; that, not the network, bounds catch-up.
-	full := func(n int) bool { return s.cfg.BatchSize > 1 && n > 0 && uint64(n)%(s.cfg.BatchSize-1) == 0 }
-	for ahead := *r; full(len(leaves)) && uint64(len(leaves)) < storeMax-s.cfg.BatchSize; {
-		ahead.next, ahead.last = r.next+uint64(len(leaves)), leaves[len(leaves)-1]
-		more, err := s.fetch(ctx, &ahead, false) // leaves in hand: no waiting for more
-		if err != nil {
-			return false, err
-		}
-		if len(more) == 0 {
-			break
-		}
-		leaves = append(leaves, more...)
 	}
 	if len(leaves) == 0 {
 		if err := s.waitIntegrated(ctx, r, r.next); err != nil || !r.valid {
@@ -311,10 +302,18 @@ func (s *Secondary) step(ctx context.Context, r *replica) (bool, error) {
 		}
 		return true, s.selfCheck(ctx, r)
 	}
+	if more {
+		// Catching up: fetch the next batch while this one is stored, so that the primary's reading and the
+		// network overlap the local writes that bound catch-up.
+		s.startPrefetch(ctx, r, leaves, storeMax)
+	}
 	s.log.Debug("storing leaves", "start", r.next, "count", len(leaves), "integrated", r.integrated.Size)
 	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	err = s.cfg.Log.AddSequencedLeaves(actx, r.next, leaves)
 	cancel()
+	if err != nil {
+		r.dropPrefetch()
+	}
 	if errors.Is(err, trillian.ErrConflict) {
 		return false, fmt.Errorf("%w: storing leaves %d..%d: %w", ErrDiverged, r.next, r.next+uint64(len(leaves))-1, err)
 	}
@@ -343,6 +342,84 @@ func (s *Secondary) step(ctx context.Context, r *replica) (bool, error) {
 	return false, nil
 }
 
+// batch fetches the leaves from cur.next: one answer, and while the primary answers in full (catching up), more
+// answers, each checked against the last leaf of the one before, up to storeMax leaves. Large transactions write
+// each page of SQLite's random hash indexes once for many leaves; that, not the network, bounds catch-up. more
+// reports that the last answer was full, so the primary likely has more leaves.
+func (s *Secondary) batch(ctx context.Context, cur replica, wait bool, storeMax uint64) (leaves []sigsum.Leaf, more bool, err error) {
+	leaves, err = s.fetch(ctx, &cur, wait)
+	if err != nil {
+		return nil, false, err
+	}
+	full := func(n int) bool { return s.cfg.BatchSize > 1 && n > 0 && uint64(n)%(s.cfg.BatchSize-1) == 0 }
+	for ahead := cur; full(len(leaves)) && uint64(len(leaves)) < storeMax-s.cfg.BatchSize; {
+		ahead.next, ahead.last = cur.next+uint64(len(leaves)), leaves[len(leaves)-1]
+		next, err := s.fetch(ctx, &ahead, false) // leaves in hand: no waiting for more
+		if err != nil {
+			return nil, false, err
+		}
+		if len(next) == 0 {
+			return leaves, false, nil
+		}
+		leaves = append(leaves, next...)
+	}
+	return leaves, full(len(leaves)), nil
+}
+
+// prefetch is the batch after the one being stored, fetched meanwhile.
+type prefetch struct {
+	from   uint64      // index of its first leaf
+	after  sigsum.Leaf // the leaf at from-1, which its first answer was checked against
+	cancel context.CancelFunc
+	done   chan struct{} // closed when leaves, more and err are set
+	leaves []sigsum.Leaf
+	more   bool
+	err    error
+}
+
+// startPrefetch starts fetching the batch that follows batch, which is about to be stored from r.next.
+func (s *Secondary) startPrefetch(ctx context.Context, r *replica, batch []sigsum.Leaf, storeMax uint64) {
+	r.dropPrefetch()
+	pctx, cancel := context.WithCancel(ctx)
+	pf := &prefetch{from: r.next + uint64(len(batch)), after: batch[len(batch)-1], cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(pf.done)
+		pf.leaves, pf.more, pf.err = s.batch(pctx, replica{next: pf.from, last: pf.after}, false, storeMax)
+	}()
+	r.prefetch = pf
+}
+
+// prefetched returns the prefetched batch if it follows what the replica holds now; nil leaves and a nil error mean
+// there is none to use (none fetched, the replica changed since, or the primary had nothing more).
+func (s *Secondary) prefetched(ctx context.Context, r *replica) ([]sigsum.Leaf, bool, error) {
+	pf := r.prefetch
+	if pf == nil {
+		return nil, false, nil
+	}
+	r.prefetch = nil
+	defer pf.cancel()
+	select {
+	case <-pf.done:
+	case <-ctx.Done():
+		pf.cancel()
+		<-pf.done
+		return nil, false, ctx.Err()
+	}
+	if pf.from != r.next || r.next > 0 && pf.after != r.last || pf.err == nil && len(pf.leaves) == 0 {
+		return nil, false, nil
+	}
+	return pf.leaves, pf.more, pf.err
+}
+
+// dropPrefetch stops a prefetch and waits for it to end.
+func (r *replica) dropPrefetch() {
+	if pf := r.prefetch; pf != nil {
+		r.prefetch = nil
+		pf.cancel()
+		<-pf.done
+	}
+}
+
 // load starts the replication state from the integrated tree: leaves stored beyond it by an earlier attempt are
 // simply stored again (Trillian accepts the same leaf at the same index).
 func (s *Secondary) load(ctx context.Context, r *replica) error {
@@ -350,6 +427,7 @@ func (s *Secondary) load(ctx context.Context, r *replica) error {
 	if err != nil {
 		return fmt.Errorf("reading own tree head: %w", err)
 	}
+	r.dropPrefetch()
 	*r = replica{next: th.Size, integrated: th, lastCheck: r.lastCheck}
 	if th.Size > 0 {
 		lctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)

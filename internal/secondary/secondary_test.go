@@ -75,6 +75,8 @@ type fakePrimary struct {
 	starts   []uint64 // start of every get-leaves asked
 	// served, when set, runs (under mu) after each get-leaves answer with its start and leaf count.
 	served func(start uint64, n int)
+	// hold, when set, runs (not under mu) before each get-leaves is answered, with its start.
+	hold   func(start uint64)
 	srv    *httptest.Server
 	addr   string
 }
@@ -94,6 +96,12 @@ func (p *fakePrimary) handler() http.Handler {
 		if err1 != nil || err2 != nil || start >= end {
 			http.Error(w, "bad range", http.StatusBadRequest)
 			return
+		}
+		p.mu.Lock()
+		hold := p.hold
+		p.mu.Unlock()
+		if hold != nil {
+			hold(start)
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -432,6 +440,80 @@ func TestCatchUpStoresSeveralAnswersAtOnce(t *testing.T) {
 	}
 	if total != 2000 {
 		t.Fatalf("stored %d leaves in all, want 2000: %v", total, stores)
+	}
+}
+
+// While one batch is stored, the next is fetched; the loop stores it without asking again, drops it when the
+// replica starts over, and refuses it when the primary changed the leaf it was checked against.
+func TestCatchUpPrefetchesTheNextBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Batch of 3 answers × 99 new leaves; the first store (from 0, 100 leaves) prefetches nothing.
+	const first, batch = 100, 3 * 99
+	for _, tc := range []string{"used", "dropped on start over", "primary changed"} {
+		t.Run(tc, func(t *testing.T) {
+			t.Parallel()
+			p := newFakePrimary(t)
+			p.add(makeLeaves(t, "pf", 0, 2000)...)
+			release := make(chan struct{})
+			p.mu.Lock()
+			p.hold = func(start uint64) {
+				if start == first+batch-1 { // the junction of the batch after the second
+					<-release
+				}
+			}
+			p.mu.Unlock()
+			n := openNode(t, t.TempDir(), p, options{batch: 100, storeBatch: 300})
+			var r replica
+			defer r.dropPrefetch()
+			for _, want := range []uint64{first, first + batch} {
+				if _, err := n.sec.step(ctx, &r); err != nil {
+					t.Fatal(err)
+				}
+				if r.next != want {
+					t.Fatalf("stored up to %d, want %d", r.next, want)
+				}
+			}
+			pf := r.prefetch
+			if pf == nil || pf.from != r.next || pf.after != r.last {
+				t.Fatalf("no prefetch of the batch from %d after a full batch: %+v", r.next, pf)
+			}
+			switch tc {
+			case "used":
+				close(release)
+				if _, err := n.sec.step(ctx, &r); err != nil || r.next != first+2*batch {
+					t.Fatalf("step with a prefetched batch: stored up to %d (%v), want %d", r.next, err, first+2*batch)
+				}
+				seen := map[uint64]bool{}
+				for _, s := range p.requestedStarts() {
+					if seen[s] {
+						t.Errorf("leaves from %d were asked for twice: %v", s, p.requestedStarts())
+					}
+					seen[s] = true
+				}
+			case "dropped on start over":
+				r.valid = false // as after a failed step
+				go func() { time.Sleep(50 * time.Millisecond); close(release) }()
+				if _, err := n.sec.step(ctx, &r); err != nil {
+					t.Fatal(err)
+				}
+				if pf.leaves != nil || pf.err == nil {
+					t.Errorf("the prefetch was not stopped: %d leaves, err %v", len(pf.leaves), pf.err)
+				}
+			case "primary changed":
+				p.set(first+batch-1, makeLeaves(t, "other", first+batch-1, 1)[0])
+				close(release)
+				if _, err := n.sec.step(ctx, &r); !errors.Is(err, ErrDiverged) {
+					t.Fatalf("step with a prefetched batch from a changed primary: %v, want ErrDiverged", err)
+				}
+				if th, _ := n.log.TreeHead(ctx); th.Size > first+batch {
+					t.Errorf("stored past the change: %d", th.Size)
+				}
+				return
+			}
+			n.run()
+			n.waitSize(t, p.snapshot())
+		})
 	}
 }
 

@@ -371,6 +371,7 @@ func (t *logTX) storeSubtrees(ctx context.Context, tiles []*storagepb.SubtreePro
 		return fmt.Errorf("sqlitestore: preparing tile write: %w", err)
 	}
 	defer stmt.Close()
+	ectx := context.WithoutCancel(ctx) // see addSequencedLeaves
 	for _, st := range tiles {
 		if st.Prefix == nil {
 			return fmt.Errorf("sqlitestore: tile without prefix")
@@ -379,7 +380,7 @@ func (t *logTX) storeSubtrees(ctx context.Context, tiles []*storagepb.SubtreePro
 		if err != nil {
 			return fmt.Errorf("sqlitestore: encoding tile: %w", err)
 		}
-		if _, err := stmt.ExecContext(ctx, t.treeID, st.Prefix, raw); err != nil {
+		if _, err := stmt.ExecContext(ectx, t.treeID, st.Prefix, raw); err != nil {
 			return fmt.Errorf("sqlitestore: writing tile: %w", err)
 		}
 	}
@@ -546,7 +547,13 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 		return fmt.Errorf("sqlitestore: preparing queue delete: %w", err)
 	}
 	defer del.Close()
-	for _, leaf := range leaves {
+	ectx := context.WithoutCancel(ctx) // see addSequencedLeaves
+	for n, leaf := range leaves {
+		if n%1024 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("sqlitestore: storing sequenced leaves: %w", err)
+			}
+		}
 		if len(leaf.LeafIdentityHash) != hashSize {
 			return errors.New("sqlitestore: sequenced leaf has incorrect hash size")
 		}
@@ -557,11 +564,11 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 		if !ok {
 			return fmt.Errorf("sqlitestore: attempting to update leaf that wasn't dequeued, identity hash %x", leaf.LeafIdentityHash)
 		}
-		if _, err := ins.ExecContext(ctx, t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash,
+		if _, err := ins.ExecContext(ectx, t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash,
 			nonNil(leaf.MerkleLeafHash), leaf.IntegrateTimestamp.AsTime().UnixNano()); err != nil {
 			return fmt.Errorf("sqlitestore: storing sequenced leaf %d of tree %d: %w", leaf.LeafIndex, t.treeID, err)
 		}
-		res, err := del.ExecContext(ctx, t.treeID, dq.queueTimestampNanos, dq.leafIdentityHash)
+		res, err := del.ExecContext(ectx, t.treeID, dq.queueTimestampNanos, dq.leafIdentityHash)
 		if err != nil {
 			return fmt.Errorf("sqlitestore: removing leaf from queue: %w", err)
 		}
@@ -717,13 +724,22 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 
 	ts := timestamp.UnixNano()
 	res := make([]*trillian.QueuedLogLeaf, len(leaves))
-	for _, i := range insertOrder(leaves) {
+	// The statements run without ctx's cancellation: with it, the driver (modernc.org/sqlite) starts a goroutine
+	// per statement to interrupt it, which cost a catching-up secondary a quarter of its CPU time. ctx is checked
+	// between leaves instead.
+	ectx := context.WithoutCancel(ctx)
+	for n, i := range insertOrder(leaves) {
+		if n%1024 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("sqlitestore: storing leaves: %w", err)
+			}
+		}
 		leaf := leaves[i]
 		if leaf.LeafIndex < 0 {
 			res[i] = &trillian.QueuedLogLeaf{Status: status.Newf(codes.OutOfRange, "invalid LeafIndex %d", leaf.LeafIndex).Proto()}
 			continue
 		}
-		r, err := insLeaf.ExecContext(ctx, t.treeID, leaf.LeafIdentityHash, nonNil(leaf.MerkleLeafHash),
+		r, err := insLeaf.ExecContext(ectx, t.treeID, leaf.LeafIdentityHash, nonNil(leaf.MerkleLeafHash),
 			nonNil(leaf.LeafValue), leaf.ExtraData, ts)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: storing leaves[%d]: %w", i, err)
@@ -734,7 +750,7 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 			res[i] = &trillian.QueuedLogLeaf{Status: status.New(codes.FailedPrecondition, "conflicting LeafIdentityHash").Proto()}
 			continue
 		}
-		r, err = insSeq.ExecContext(ctx, t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash, nonNil(leaf.MerkleLeafHash), 0)
+		r, err = insSeq.ExecContext(ectx, t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash, nonNil(leaf.MerkleLeafHash), 0)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: storing leaves[%d]: %w", i, err)
 		}
@@ -743,7 +759,7 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 		} else if n == 0 {
 			// The index is taken: take back the LeafData row so that this leaf
 			// leaves no trace, like MySQL's rollback to the savepoint.
-			if _, err := undoLeaf.ExecContext(ctx, t.treeID, leaf.LeafIdentityHash); err != nil {
+			if _, err := undoLeaf.ExecContext(ectx, t.treeID, leaf.LeafIdentityHash); err != nil {
 				return nil, fmt.Errorf("sqlitestore: undoing leaves[%d]: %w", i, err)
 			}
 			res[i] = &trillian.QueuedLogLeaf{Status: status.New(codes.FailedPrecondition, "conflicting LeafIndex").Proto()}

@@ -1,0 +1,290 @@
+package tiletree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sigsumd/sigsumd/pkg/sigsum"
+)
+
+// leafSource serves leaves from a slice, at most batch a call (0: all asked), and counts the calls.
+type leafSource struct {
+	mu     sync.Mutex
+	leaves []sigsum.Leaf
+	batch  uint64
+	calls  atomic.Int64
+	fail   error
+}
+
+func (s *leafSource) GetLeaves(_ context.Context, start, count uint64) ([]sigsum.Leaf, error) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return nil, s.fail
+	}
+	if s.batch > 0 {
+		count = min(count, s.batch)
+	}
+	end := min(start+count, uint64(len(s.leaves)))
+	if start >= end {
+		return nil, nil
+	}
+	return append([]sigsum.Leaf(nil), s.leaves[start:end]...), nil
+}
+
+func testLeaves(n int) ([]sigsum.Leaf, []sigsum.Hash) {
+	leaves := make([]sigsum.Leaf, n)
+	hs := make([]sigsum.Hash, n)
+	for i := range leaves {
+		leaves[i].Checksum = sigsum.HashBytes(fmt.Appendf(nil, "leaf %d", i))
+		leaves[i].KeyHash[0] = byte(i)
+		hs[i] = leaves[i].Hash()
+	}
+	return leaves, hs
+}
+
+func newTree(t *testing.T, src Source, maxTiles int) *Tree {
+	t.Helper()
+	tr, err := New(Config{Source: src, MaxTiles: maxTiles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// TestProofs checks every inclusion and consistency proof the tree serves against the root of the leaves, at sizes
+// inside the first tile, at and around tile boundaries and past several tiles, with every tile but one evicted so
+// that proofs need tiles read back from storage (in short batches).
+func TestProofs(t *testing.T) {
+	t.Parallel()
+	leaves, hs := testLeaves(3*tileLeaves + 77)
+	for _, tc := range []struct {
+		name     string
+		maxTiles int
+		batch    uint64
+	}{
+		{"all tiles held", 1000, 0},
+		{"one tile held, storage in batches of 100", 1, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := &leafSource{leaves: leaves, batch: tc.batch}
+			tr := newTree(t, src, tc.maxTiles)
+			ctx := context.Background()
+			sizes := []uint64{1, 2, 3, 7, 8, 100, 255, 256, 257, 511, 512, 513, 700, 768, 3*tileLeaves + 77}
+			held := uint64(0)
+			for _, size := range sizes {
+				tr.Append(leaves[held:size])
+				held = size
+				if got := tr.Size(); got != size {
+					t.Fatalf("Size %d, want %d", got, size)
+				}
+				th := sigsum.TreeHead{Size: size, RootHash: sigsum.RootHash(hs[:size])}
+				for i := uint64(0); i < size && size > 1; i += 1 + size/37 {
+					p, err := tr.Inclusion(ctx, i, size)
+					if err != nil {
+						t.Fatalf("inclusion of %d in %d: %v", i, size, err)
+					}
+					if err := p.Verify(hs[i], &th); err != nil {
+						t.Fatalf("inclusion of %d in %d does not verify: %v", i, size, err)
+					}
+				}
+				for _, old := range sizes {
+					if old >= size {
+						break
+					}
+					oth := sigsum.TreeHead{Size: old, RootHash: sigsum.RootHash(hs[:old])}
+					p, err := tr.Consistency(ctx, old, size)
+					if err != nil {
+						t.Fatalf("consistency %d→%d: %v", old, size, err)
+					}
+					if err := p.Verify(&oth, &th); err != nil {
+						t.Fatalf("consistency %d→%d does not verify: %v", old, size, err)
+					}
+				}
+				for _, r := range [][2]uint64{{0, size}, {size / 3, size/3 + 1}, {size / 2, size}} {
+					got, err := tr.Leaves(ctx, r[0], r[1])
+					if err != nil {
+						t.Fatalf("leaves %v of %d: %v", r, size, err)
+					}
+					if len(got) != int(r[1]-r[0]) {
+						t.Fatalf("leaves %v of %d: got %d", r, size, len(got))
+					}
+					for i := range got {
+						if got[i] != leaves[r[0]+uint64(i)] {
+							t.Fatalf("leaves %v of %d: leaf %d differs", r, size, r[0]+uint64(i))
+						}
+					}
+				}
+			}
+			if _, err := tr.Inclusion(ctx, 0, held+1); !errors.Is(err, ErrNotHeld) {
+				t.Errorf("inclusion in a larger tree than held: %v, want ErrNotHeld", err)
+			}
+			if _, err := tr.Leaves(ctx, 0, held+1); !errors.Is(err, ErrNotHeld) {
+				t.Errorf("leaves past the tree: %v, want ErrNotHeld", err)
+			}
+			if tc.maxTiles == 1 && src.calls.Load() == 0 {
+				t.Error("no tile was read back from storage")
+			}
+			if tr.lru.Len() > tc.maxTiles {
+				t.Errorf("%d tiles held, bound %d", tr.lru.Len(), tc.maxTiles)
+			}
+		})
+	}
+}
+
+// TestStorageDisagrees: a tile whose leaves in storage differ from the ones the tree was given is refused, and so
+// are storage errors and short reads; none of them is cached.
+func TestStorageDisagrees(t *testing.T) {
+	t.Parallel()
+	leaves, _ := testLeaves(2*tileLeaves + 1)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*leafSource)
+		want   string
+	}{
+		{"changed leaf", func(s *leafSource) { s.leaves[5].Signature[0] ^= 1 }, "has root"},
+		{"storage error", func(s *leafSource) { s.fail = errors.New("disk on fire") }, "disk on fire"},
+		{"missing leaves", func(s *leafSource) { s.leaves = s.leaves[:100] }, "returned 0 leaves"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			src := &leafSource{leaves: append([]sigsum.Leaf(nil), leaves...)}
+			tr := newTree(t, src, 1)
+			tr.Append(leaves) // tile 1 evicts tile 0
+			tc.mutate(src)
+			if _, err := tr.Inclusion(ctx, 3, tr.Size()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("inclusion through a bad tile: %v, want %q", err, tc.want)
+			}
+			if _, err := tr.Leaves(ctx, 0, 10); err == nil {
+				t.Error("leaves of a bad tile were served")
+			}
+			if _, ok := tr.cache[0]; ok {
+				t.Error("a bad tile was cached")
+			}
+			// The tail and held tiles still serve.
+			if _, err := tr.Leaves(ctx, 2*tileLeaves, 2*tileLeaves+1); err != nil {
+				t.Errorf("leaves of the tail: %v", err)
+			}
+		})
+	}
+}
+
+// TestConcurrent runs appends, proofs and leaf reads at once (for the race detector), with a cache of two tiles,
+// and checks that concurrent readers of one evicted tile share one storage read.
+func TestConcurrent(t *testing.T) {
+	t.Parallel()
+	leaves, hs := testLeaves(10 * tileLeaves)
+	src := &leafSource{leaves: leaves}
+	tr := newTree(t, src, 2)
+	tr.Append(leaves[:4*tileLeaves])
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 4 * tileLeaves; i < len(leaves); i += 13 {
+			tr.Append(leaves[i:min(i+13, len(leaves))])
+		}
+	}()
+	errs := make(chan error, 16)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 200 {
+				size := tr.Size()
+				i := uint64(g*131+j*17) % size
+				p, err := tr.Inclusion(ctx, i, size)
+				if err == nil {
+					th := sigsum.TreeHead{Size: size, RootHash: sigsum.RootHash(hs[:size])}
+					err = p.Verify(hs[i], &th)
+				}
+				if err == nil {
+					_, err = tr.Leaves(ctx, i, min(i+300, size))
+				}
+				if err != nil {
+					errs <- fmt.Errorf("goroutine %d, step %d: %w", g, j, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if tr.lru.Len() > 2 {
+		t.Errorf("%d tiles held, bound 2", tr.lru.Len())
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := New(Config{}); err == nil {
+		t.Error("a tree without a source was made")
+	}
+	if _, err := New(Config{Source: &leafSource{}, MaxTiles: -1}); err == nil {
+		t.Error("a tree with a negative bound was made")
+	}
+}
+
+// BenchmarkInclusion measures an inclusion proof in a tree of 2^20 leaves, every tile held.
+func BenchmarkInclusion(b *testing.B) {
+	leaves, _ := testLeaves(1 << 20)
+	tr, err := New(Config{Source: &leafSource{leaves: leaves}, MaxTiles: 1 << 12})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr.Append(leaves)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := uint64(0)
+	for b.Loop() {
+		i = (i + 7919) % (1 << 20)
+		if _, err := tr.Inclusion(ctx, i, 1<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestHeldLeaves: leaves are returned only when every tile of the range is held, and asking reads no storage.
+func TestHeldLeaves(t *testing.T) {
+	t.Parallel()
+	leaves, _ := testLeaves(2*tileLeaves + 10)
+	src := &leafSource{leaves: leaves}
+	tr := newTree(t, src, 1)
+	tr.Append(leaves) // holds tile 1 and the tail
+	for _, tc := range []struct {
+		start, end uint64
+		ok         bool
+	}{
+		{0, 1, false},
+		{tileLeaves - 1, tileLeaves + 1, false},
+		{tileLeaves, tileLeaves + 1, true},
+		{tileLeaves + 5, 2*tileLeaves + 10, true},
+		{2 * tileLeaves, 2*tileLeaves + 10, true},
+		{2 * tileLeaves, 2*tileLeaves + 11, false}, // past the tree
+		{7, 7, false},
+	} {
+		got, ok := tr.HeldLeaves(tc.start, tc.end)
+		if ok != tc.ok {
+			t.Errorf("HeldLeaves(%d, %d): held %v, want %v", tc.start, tc.end, ok, tc.ok)
+			continue
+		}
+		if ok && fmt.Sprint(got) != fmt.Sprint(leaves[tc.start:tc.end]) {
+			t.Errorf("HeldLeaves(%d, %d): wrong leaves", tc.start, tc.end)
+		}
+	}
+	if n := src.calls.Load(); n != 0 {
+		t.Errorf("HeldLeaves read storage %d times", n)
+	}
+}
