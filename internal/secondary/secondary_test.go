@@ -76,9 +76,9 @@ type fakePrimary struct {
 	// served, when set, runs (under mu) after each get-leaves answer with its start and leaf count.
 	served func(start uint64, n int)
 	// hold, when set, runs (not under mu) before each get-leaves is answered, with its start.
-	hold   func(start uint64)
-	srv    *httptest.Server
-	addr   string
+	hold func(start uint64)
+	srv  *httptest.Server
+	addr string
 }
 
 func newFakePrimary(t *testing.T) *fakePrimary {
