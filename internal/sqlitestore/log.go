@@ -51,10 +51,12 @@ const (
 		`WHERE s.TreeId = ? AND s.SequenceNumber >= ? AND s.SequenceNumber < ? ORDER BY s.SequenceNumber`
 
 	// Leaves by Merkle leaf hash: those whose identity hash is the same (all of a
-	// Sigsum log's) through the identity index, the others through the partial
-	// Merkle hash index (schemaV2). Both halves take the tree id and the hashes.
-	selectLeavesBySameHashSQL = leafColumnsSQL + `FROM SequencedLeafData s INDEXED BY SequencedLeafIdentityIdx` +
-		joinLeafDataSQL + `WHERE s.TreeId = ? AND s.MerkleLeafHash = s.LeafIdentityHash AND s.LeafIdentityHash IN (`
+	// Sigsum log's) through LeafData's key and its index (schemaV3), the others
+	// through the partial Merkle hash index (schemaV2). Both halves take the
+	// tree id and the hashes.
+	selectLeavesBySameHashSQL = leafColumnsSQL + `FROM LeafData l JOIN SequencedLeafData s
+		ON s.TreeId = l.TreeId AND s.SequenceNumber = l.SequenceNumber AND s.LeafIdentityHash = l.LeafIdentityHash
+		WHERE l.TreeId = ? AND s.MerkleLeafHash = s.LeafIdentityHash AND l.LeafIdentityHash IN (`
 	selectLeavesByOtherHashSQL = leafColumnsSQL + `FROM SequencedLeafData s INDEXED BY SequencedLeafMerkleIdx` +
 		joinLeafDataSQL + `WHERE s.TreeId = ? AND s.MerkleLeafHash <> s.LeafIdentityHash AND s.MerkleLeafHash IN (`
 
@@ -70,6 +72,9 @@ const (
 
 	insertLeafDataSQL = `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue, ExtraData,
 		QueueTimestampNanos) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	insertSequencedLeafDataSQL = `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue, ExtraData,
+		QueueTimestampNanos, SequenceNumber) VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+	setLeafIndexSQL = `UPDATE LeafData SET SequenceNumber = ? WHERE TreeId = ? AND LeafIdentityHash = ?`
 )
 
 // logStorage implements storage.LogStorage.
@@ -547,6 +552,11 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 		return fmt.Errorf("sqlitestore: preparing queue delete: %w", err)
 	}
 	defer del.Close()
+	setIndex, err := t.tx.PrepareContext(ctx, setLeafIndexSQL)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: preparing leaf index update: %w", err)
+	}
+	defer setIndex.Close()
 	ectx := context.WithoutCancel(ctx) // see addSequencedLeaves
 	for n, leaf := range leaves {
 		if n%1024 == 1023 {
@@ -567,6 +577,11 @@ func (t *logTX) UpdateSequencedLeaves(ctx context.Context, leaves []*trillian.Lo
 		if _, err := ins.ExecContext(ectx, t.treeID, leaf.LeafIndex, leaf.LeafIdentityHash,
 			nonNil(leaf.MerkleLeafHash), leaf.IntegrateTimestamp.AsTime().UnixNano()); err != nil {
 			return fmt.Errorf("sqlitestore: storing sequenced leaf %d of tree %d: %w", leaf.LeafIndex, t.treeID, err)
+		}
+		if res, err := setIndex.ExecContext(ectx, leaf.LeafIndex, t.treeID, leaf.LeafIdentityHash); err != nil {
+			return fmt.Errorf("sqlitestore: recording index %d of leaf %x: %w", leaf.LeafIndex, leaf.LeafIdentityHash, err)
+		} else if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return fmt.Errorf("sqlitestore: recording index %d of leaf %x: %d rows affected (%v), want 1", leaf.LeafIndex, leaf.LeafIdentityHash, n, err)
 		}
 		res, err := del.ExecContext(ectx, t.treeID, dq.queueTimestampNanos, dq.leafIdentityHash)
 		if err != nil {
@@ -706,7 +721,7 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 			return nil, status.Errorf(codes.FailedPrecondition, "leaves[%d] has incorrect hash size %d, want %d", i, got, hashSize)
 		}
 	}
-	insLeaf, err := t.tx.PrepareContext(ctx, insertLeafDataSQL)
+	insLeaf, err := t.tx.PrepareContext(ctx, insertSequencedLeafDataSQL)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: preparing leaf insert: %w", err)
 	}
@@ -740,7 +755,7 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 			continue
 		}
 		r, err := insLeaf.ExecContext(ectx, t.treeID, leaf.LeafIdentityHash, nonNil(leaf.MerkleLeafHash),
-			nonNil(leaf.LeafValue), leaf.ExtraData, ts)
+			nonNil(leaf.LeafValue), leaf.ExtraData, ts, leaf.LeafIndex)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: storing leaves[%d]: %w", i, err)
 		}

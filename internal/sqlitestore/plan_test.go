@@ -17,9 +17,9 @@ func TestQueryPlans(t *testing.T) {
 	}{
 		{"leaves by range", selectLeavesByRangeSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
 		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
-		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX SequencedLeafIdentityIdx (TreeId=? AND LeafIdentityHash=?)",
+		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)",
 			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},
-		{"existing leaf", selectExistingLeafSQL, []string{"INDEX SequencedLeafIdentityIdx (TreeId=? AND LeafIdentityHash=?)"}},
+		{"existing leaf", selectExistingLeafSQL, []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
 		{"dequeue", selectQueuedLeavesSQL, []string{"PRIMARY KEY (TreeId=? AND QueueTimestampNanos<?)"}},
 		{"latest root", selectLatestRootSQL, []string{"PRIMARY KEY (TreeId=?)"}},
 		{"tiles", "SELECT Nodes FROM Subtree WHERE TreeId = ? AND SubtreeId IN (?,?)", []string{"PRIMARY KEY (TreeId=? AND SubtreeId=?)"}},

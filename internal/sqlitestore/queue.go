@@ -33,11 +33,11 @@ import (
 // sees the leaves of an earlier one) and across batches.
 
 // selectExistingLeafSQL reads a stored leaf by identity hash, with its index
-// once sequenced. INDEXED BY: see leafColumnsSQL.
+// once sequenced (schemaV3).
 const selectExistingLeafSQL = `SELECT l.MerkleLeafHash, l.LeafValue, l.ExtraData, l.QueueTimestampNanos,
 	s.SequenceNumber, s.IntegrateTimestampNanos
-	FROM LeafData l LEFT JOIN SequencedLeafData s INDEXED BY SequencedLeafIdentityIdx
-	ON s.TreeId = l.TreeId AND s.LeafIdentityHash = l.LeafIdentityHash
+	FROM LeafData l LEFT JOIN SequencedLeafData s
+	ON s.TreeId = l.TreeId AND s.SequenceNumber = l.SequenceNumber AND s.LeafIdentityHash = l.LeafIdentityHash
 	WHERE l.TreeId = ? AND l.LeafIdentityHash = ?`
 
 type queueRequest struct {

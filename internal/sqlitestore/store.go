@@ -183,7 +183,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := checkJournalMode(ctx, s.writer); err != nil {
 		return fail(err)
 	}
-	if err := ensureSchema(ctx, s.writer); err != nil {
+	if err := ensureSchema(ctx, s.writer, s.log); err != nil {
 		return fail(err)
 	}
 

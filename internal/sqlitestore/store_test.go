@@ -283,8 +283,9 @@ func TestPendingSequencedLeavesUnknownTree(t *testing.T) {
 	}
 }
 
-// TestMigrateV1: a version 1 store opens as version 2, its Merkle hash index becomes partial, and its leaves are
-// still found by Merkle leaf hash, whether that hash is their identity hash or not.
+// TestMigrateV1: a version 1 store opens at the current version: its Merkle hash index becomes partial (v2), LeafData
+// learns every sequenced leaf's index and the identity hash index of SequencedLeafData goes (v3), and its leaves
+// are still found by Merkle leaf hash, whether that hash is their identity hash or not, and by identity hash.
 func TestMigrateV1(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "v1.db")
@@ -311,6 +312,18 @@ func TestMigrateV1(t *testing.T) {
 		!strings.Contains(def, "WHERE MerkleLeafHash <> LeafIdentityHash") {
 		t.Errorf("SequencedLeafMerkleIdx = %q, %v; want the partial index", def, err)
 	}
+	if n := count(t, s, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'SequencedLeafIdentityIdx'"); n != 0 {
+		t.Error("SequencedLeafIdentityIdx still exists")
+	}
+	for _, c := range []struct {
+		id    []byte
+		index int64
+	}{{same, 0}, {id, 1}} {
+		leaf, err := readExisting(context.Background(), mustPrepare(t, s, selectExistingLeafSQL), 7, c.id)
+		if err != nil || leaf.LeafIndex != c.index {
+			t.Errorf("by identity hash %x: %v, %v; want index %d", c.id[:2], leaf, err, c.index)
+		}
+	}
 	for _, c := range []struct {
 		hash  []byte
 		index int64
@@ -333,4 +346,14 @@ func TestMigrateV1(t *testing.T) {
 			t.Errorf("by Merkle hash %x: %d leaves, index %d; want 1 at %d", c.hash[:2], n, index, c.index)
 		}
 	}
+}
+
+func mustPrepare(t *testing.T, s *Store, query string) *sql.Stmt {
+	t.Helper()
+	stmt, err := s.reader.Prepare(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stmt.Close() })
+	return stmt
 }
