@@ -37,11 +37,10 @@ type committedLeaves struct {
 	index map[sigsum.Hash]uint64
 	ring  []sigsum.Hash // insertion order, for evicting the oldest
 	next  int           // next ring slot to overwrite once full
-	max   int
 }
 
 func newCommittedLeaves() *committedLeaves {
-	return &committedLeaves{index: make(map[sigsum.Hash]uint64), max: maxCommitted}
+	return &committedLeaves{index: make(map[sigsum.Hash]uint64)}
 }
 
 // lookup returns the index of a committed leaf.
@@ -60,12 +59,12 @@ func (c *committedLeaves) add(first uint64, hs []sigsum.Hash) {
 		if _, ok := c.index[h]; ok {
 			continue
 		}
-		if len(c.ring) < c.max {
+		if len(c.ring) < maxCommitted {
 			c.ring = append(c.ring, h)
 		} else {
 			delete(c.index, c.ring[c.next])
 			c.ring[c.next] = h
-			c.next = (c.next + 1) % c.max
+			c.next = (c.next + 1) % maxCommitted
 		}
 		c.index[h] = first + uint64(i)
 	}

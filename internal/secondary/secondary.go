@@ -402,7 +402,7 @@ func (s *Secondary) prefetched(ctx context.Context, r *replica) ([]sigsum.Leaf, 
 	case <-pf.done:
 	case <-ctx.Done():
 		pf.cancel()
-		<-pf.done
+		<-pf.done // the deferred cancel is too late to wait on
 		return nil, false, ctx.Err()
 	}
 	if pf.from != r.next || r.next > 0 && pf.after != r.last || pf.err == nil && len(pf.leaves) == 0 {

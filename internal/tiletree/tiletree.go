@@ -254,36 +254,6 @@ func (t *tile) node(level uint, index uint64) (*sigsum.Hash, bool) {
 	return &t.levels[level][i], true
 }
 
-// Leaves returns the leaves [start, end), all of which must be in the tree.
-func (t *Tree) Leaves(ctx context.Context, start, end uint64) ([]sigsum.Leaf, error) {
-	if start > end {
-		return nil, fmt.Errorf("tiletree: leaves [%d, %d)", start, end)
-	}
-	out := make([]sigsum.Leaf, 0, end-start)
-	for start < end {
-		n := start / tileLeaves
-		first, last := start-n*tileLeaves, min(end-n*tileLeaves, tileLeaves)
-		t.mu.RLock()
-		if end > t.size {
-			t.mu.RUnlock()
-			return nil, fmt.Errorf("%w: leaves up to %d, %d held", ErrNotHeld, end, t.size)
-		}
-		if n == uint64(len(t.upper[0])) {
-			out = append(out, t.tail.leaves[first:last]...)
-			t.mu.RUnlock()
-			break
-		}
-		t.mu.RUnlock()
-		tl, err := t.tile(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tl.leaves[first:last]...)
-		start = (n + 1) * tileLeaves
-	}
-	return out, nil
-}
-
 // HeldLeaves returns the leaves [start, end) if the tree holds them all in memory, without reading storage or
 // changing which tiles are held: a long scan (a secondary catching up) is better served from storage than through
 // the cache, which it would empty of the tiles in use.
