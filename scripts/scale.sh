@@ -5,8 +5,10 @@
 #  1. Curve. A primary with no secondaries (it publishes at once, every SCALE_INTERVAL) is grown in steps to each
 #     size of SCALE_SIZES that is at most SCALE_LEAVES, by bin/sigsum-bench add-leaf at c = SCALE_FILL_C. At each
 #     size, every read mode of SCALE_READ_MODES runs at c = SCALE_READ_C for SCALE_READ_DURATION, then the
-#     primary's VmRSS is read. One line per size and mode:
-#       measure=curve size=N mode=M rps=R p50_ms=A p99_ms=B rss_mib=M errors=E
+#     primary's VmRSS is read. Before the reads the primary is restarted, so that rss_mib is what a log of that size
+#     holds once it has served reads, not the heap's high-water mark from the fill (which is fill_rss_mib, read
+#     just before the restart). One line per size and mode:
+#       measure=curve size=N mode=M rps=R p50_ms=A p99_ms=B rss_mib=M fill_rss_mib=F errors=E
 #     The read modes verify the first SCALE_SETUP_LEAVES leaves before they run (so setup stays small at 10^6);
 #     inclusion proofs are asked for those leaves, consistency proofs from sizes up to that count.
 #     Each growth step prints measure=fill from=A to=B secs=S leaves_per_s=R errors=E.
@@ -154,17 +156,37 @@ grow() {
 	emit "measure=fill from=$from to=$size secs=$secs leaves_per_s=$(rate $((size - from)) "$secs") errors=$errors"
 }
 
+# start_primary starts the primary and waits (at most 300 s: a restart reads the whole tree) until it answers.
+start_primary() {
+	"$bin/sigsumd" -role primary -config "$dir/primary/sigsumd.toml" -interval "$interval" \
+		-external-endpoint "$p_ext" -internal-endpoint "$p_int" -log-level warn 2>>"$dir/primary.log" &
+	primary_pid=$!
+	pids+=("$primary_pid")
+	for _ in $(seq 1500); do
+		[ -n "$(published_size)" ] && return 0
+		kill -0 "$primary_pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	echo "scale: the primary did not come up; see $dir/primary.log" >&2
+	exit 1
+}
+
+# restart_primary stops the primary (SIGTERM, at most 60 s) and starts it again, so that what it holds afterwards
+# is what a log of this size needs, not the heap's high-water mark from being grown under load.
+restart_primary() {
+	kill "$primary_pid"
+	for _ in $(seq 600); do
+		kill -0 "$primary_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$primary_pid" 2>/dev/null || true
+	wait "$primary_pid" 2>/dev/null || true
+	start_primary
+}
+
 # The primary, without secondaries: every rotation publishes what is sequenced.
 "$bin/sigsumctl" init -role primary -data-dir "$dir/primary" >/dev/null 2>&1
-"$bin/sigsumd" -role primary -config "$dir/primary/sigsumd.toml" -interval "$interval" \
-	-external-endpoint "$p_ext" -internal-endpoint "$p_int" -log-level warn 2>>"$dir/primary.log" &
-primary_pid=$!
-pids+=("$primary_pid")
-for _ in $(seq 100); do
-	[ -n "$(published_size)" ] && break
-	sleep 0.2
-done
-[ -n "$(published_size)" ] || { echo "scale: the primary did not come up; see $dir/primary.log" >&2; exit 1; }
+start_primary
 
 echo "scale: primary http://$p_ext (no secondaries), SQLite, interval $interval, $(nproc) cores; up to $target leaves; state in $dir" >&2
 echo "scale: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -176,10 +198,12 @@ for n in $sizes; do
 		continue
 	fi
 	grow "$n"
+	fill_rss=$(rss_mib "$primary_pid")
+	restart_primary
 	for m in $modes; do
 		bench -mode "$m" -c "$read_c" -duration "$read_duration" -setup-leaves "$setup_leaves"
 		emit "measure=curve size=$(kv tree_size "$line") mode=$m rps=$(kv rps "$line") p50_ms=$(kv p50_ms "$line")" \
-			"p99_ms=$(kv p99_ms "$line") rss_mib=$(rss_mib "$primary_pid") errors=$(kv errors "$line")"
+			"p99_ms=$(kv p99_ms "$line") rss_mib=$(rss_mib "$primary_pid") fill_rss_mib=$fill_rss errors=$(kv errors "$line")"
 	done
 done
 
@@ -227,7 +251,7 @@ table() {
 		for (i = 1; i <= n; i++) printf "%s%s", kv[c[i]], (i < n ? "\t" : "\n")
 	}' "$results" | column -t
 }
-table curve "size mode rps p50_ms p99_ms rss_mib errors"
+table curve "size mode rps p50_ms p99_ms rss_mib fill_rss_mib errors"
 echo
 table fill "from to secs leaves_per_s errors"
 echo

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -38,8 +39,9 @@ func main() {
 
 // options are the parsed command line.
 type options struct {
-	cfg   Config
-	modes []string
+	cfg        Config
+	modes      []string
+	cpuProfile string
 }
 
 // parseArgs parses the command line into options, checking every bound.
@@ -64,6 +66,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cfg.KnownLeaves, "known", 256, "add-known: number of committed leaves to resubmit")
 	fs.Uint64Var(&o.cfg.Range, "range", 512, "get-leaves: leaves asked for per request (the log's max range)")
 	fs.IntVar(&o.cfg.MaxSetupLeaves, "setup-leaves", 1<<20, "read modes: most leaves fetched and verified before the run")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (to tell its cost from the log's)")
 	fs.IntVar(&o.cfg.VerifySample, "verify-sample", 200, "add-leaf: committed leaves whose inclusion is checked after the run")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -150,6 +153,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o.cfg.Stderr = stderr
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "sigsum-bench: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "sigsum-bench: %v\n", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 	b := NewBench(o.cfg)
 	for _, m := range o.modes {
 		if ctx.Err() != nil {
