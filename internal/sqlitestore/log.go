@@ -1,7 +1,6 @@
 package sqlitestore
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -201,6 +200,16 @@ func (ls *logStorage) QueueLeaves(ctx context.Context, t *trillian.Tree, leaves 
 // (at any index), FailedPrecondition "conflicting LeafIndex" when the index is
 // taken. The call itself succeeds; all stored leaves commit together.
 func (ls *logStorage) AddSequencedLeaves(ctx context.Context, t *trillian.Tree, leaves []*trillian.LogLeaf, timestamp time.Time) ([]*trillian.QueuedLogLeaf, error) {
+	res, err := ls.addSequencedLeaves(ctx, t, leaves, timestamp, true)
+	if errors.Is(err, errBulkConflict) {
+		ls.s.bulkConflicts.Add(1)
+		res, err = ls.addSequencedLeaves(ctx, t, leaves, timestamp, false)
+	}
+	return res, err
+}
+
+// addSequencedLeaves stores the leaves in one transaction; bulk lets it try addSequencedInBulk.
+func (ls *logStorage) addSequencedLeaves(ctx context.Context, t *trillian.Tree, leaves []*trillian.LogLeaf, timestamp time.Time, bulk bool) ([]*trillian.QueuedLogLeaf, error) {
 	tx, err := ls.begin(ctx, t, false)
 	if tx != nil {
 		defer func() { _ = tx.Close() }()
@@ -208,12 +217,15 @@ func (ls *logStorage) AddSequencedLeaves(ctx context.Context, t *trillian.Tree, 
 	if err != nil {
 		return nil, err
 	}
-	res, err := tx.addSequencedLeaves(ctx, leaves, timestamp)
+	res, err := tx.addSequencedLeaves(ctx, leaves, timestamp, bulk)
 	if err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
+	}
+	if tx.storedInBulk {
+		ls.s.bulkStores.Add(1)
 	}
 	return res, nil
 }
@@ -243,6 +255,8 @@ type logTX struct {
 	dequeued map[string]dequeuedLeaf
 	// hashesOnly: DequeueLeaves of a PREORDERED_LOG tree reads no more than the sequencer needs.
 	hashesOnly bool
+	// storedInBulk: addSequencedLeaves took addSequencedInBulk.
+	storedInBulk bool
 }
 
 var _ storage.LogTreeTX = (*logTX)(nil)
@@ -710,7 +724,7 @@ func selectLeavesByMerkleHash(n int) string {
 
 // addSequencedLeaves stores preordered leaves in this transaction. Each leaf
 // either lands completely (LeafData and SequencedLeafData) or not at all.
-func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLeaf, timestamp time.Time) ([]*trillian.QueuedLogLeaf, error) {
+func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLeaf, timestamp time.Time, bulk bool) ([]*trillian.QueuedLogLeaf, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.writable(); err != nil {
@@ -743,7 +757,21 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 	// per statement to interrupt it, which cost a catching-up secondary a quarter of its CPU time. ctx is checked
 	// between leaves instead.
 	ectx := context.WithoutCancel(ctx)
-	for n, i := range insertOrder(leaves) {
+	order := insertOrder(leaves)
+	if bulk && bulkable(leaves) {
+		stored, err := t.addSequencedInBulk(ctx, ectx, leaves, order, ts)
+		if err != nil {
+			return nil, err
+		}
+		if stored {
+			t.storedInBulk = true
+			for i := range res {
+				res[i] = okLeaf()
+			}
+			return res, nil
+		}
+	}
+	for n, i := range order {
 		if n%1024 == 1023 {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("sqlitestore: storing leaves: %w", err)
@@ -780,32 +808,9 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 			res[i] = &trillian.QueuedLogLeaf{Status: status.New(codes.FailedPrecondition, "conflicting LeafIndex").Proto()}
 			continue
 		}
-		res[i] = &trillian.QueuedLogLeaf{Status: status.New(codes.OK, "OK").Proto()}
+		res[i] = okLeaf()
 	}
 	return res, nil
-}
-
-// insertOrder returns the order in which addSequencedLeaves stores leaves: by identity hash, which puts the
-// inserts into the hash indexes (LeafData's key, SequencedLeafData's hash indexes) in key order, so that one
-// transaction visits each index page once, in order, however large the index. A batch of a catching-up secondary
-// has tens of thousands of leaves; in the given order each insert would be a random descent, and a page cache
-// smaller than the indexes would read and spill the same pages again and again. The results are the same in either
-// order: leaves with one identity hash keep their relative order (the first one is stored, the others conflict),
-// and when indices are not strictly increasing (two leaves could compete for one index) the given order is kept.
-func insertOrder(leaves []*trillian.LogLeaf) []int {
-	order := make([]int, len(leaves))
-	for i := range order {
-		order[i] = i
-	}
-	for i := 1; i < len(leaves); i++ {
-		if leaves[i].LeafIndex <= leaves[i-1].LeafIndex {
-			return order
-		}
-	}
-	sort.SliceStable(order, func(a, b int) bool {
-		return bytes.Compare(leaves[order[a]].LeafIdentityHash, leaves[order[b]].LeafIdentityHash) < 0
-	})
-	return order
 }
 
 // nonNil maps a nil slice to an empty one: the driver binds nil as NULL, which

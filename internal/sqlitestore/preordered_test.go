@@ -497,3 +497,88 @@ func TestPreorderedConflictsLargeAndRepeated(t *testing.T) {
 		t.Errorf("one hash twice, first at a taken index: %v, %v; want conflicting LeafIndex, then OK", got[0].Status, got[1].Status)
 	}
 }
+
+// TestPreorderedBulk: the paths of AddSequencedLeaves. A clean batch (several bulk statements long) is stored in
+// bulk; one that repeats a leaf or reaches a taken index goes leaf by leaf at once; one with a leaf known at another
+// index, which only the inserts find, is rolled back and stored leaf by leaf. Each gives the per-leaf results of
+// the MySQL provider, and what is stored is exactly the leaves that answered OK.
+func TestPreorderedBulk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+	store := func(leaves []*trillian.LogLeaf) []*trillian.QueuedLogLeaf {
+		t.Helper()
+		res, err := s.LogStorage().AddSequencedLeaves(ctx, tree, leaves, time.Now())
+		if err != nil {
+			t.Fatalf("AddSequencedLeaves: %v", err)
+		}
+		return res
+	}
+	paths := func() (int64, int64) { return s.bulkStores.Load(), s.bulkConflicts.Load() }
+	wantResults := func(name string, got []*trillian.QueuedLogLeaf, bad map[int]string) {
+		t.Helper()
+		for i, r := range got {
+			want, ok := bad[i]
+			if !ok {
+				want = "OK"
+			}
+			if r.GetStatus().GetMessage() != want || (want == "OK") != (leafCode(r) == codes.OK) {
+				t.Errorf("%s: leaf %d: %v, want %q", name, i, r.GetStatus(), want)
+			}
+		}
+	}
+
+	clean := testLeaves("clean", 0, 2*bulkRows+44)
+	wantResults("clean", store(clean), nil)
+	if b, c := paths(); b != 1 || c != 0 {
+		t.Fatalf("clean batch: %d bulk stores, %d conflicts; want 1, 0", b, c)
+	}
+
+	repeated := testLeaves("repeated", 1000, 10)
+	repeated[7] = testLeaves("repeated", 1002, 1)[0]
+	repeated[7].LeafIndex = 1007
+	wantResults("repeated", store(repeated), map[int]string{7: "conflicting LeafIdentityHash"})
+	overlapping := testLeaves("overlap", 2000, 10)
+	overlapping = append(testLeaves("clean", 298, 2), overlapping...) // 298, 299: stored above, at their own index
+	overlapping[1].LeafIndex = 1999
+	wantResults("overlapping", store(overlapping), map[int]string{0: "conflicting LeafIdentityHash", 1: "conflicting LeafIdentityHash"})
+	if b, c := paths(); b != 1 || c != 0 {
+		t.Fatalf("after the repeated and overlapping batches: %d bulk stores, %d conflicts; want 1, 0", b, c)
+	}
+
+	moved := testLeaves("late", 3000, 200)
+	moved[150] = testLeaves("clean", 5, 1)[0]
+	moved[150].LeafIndex = 3150
+	wantResults("moved", store(moved), map[int]string{150: "conflicting LeafIdentityHash"})
+	if b, c := paths(); b != 1 || c != 1 {
+		t.Fatalf("after a batch with a known leaf at a new index: %d bulk stores, %d conflicts; want 1, 1", b, c)
+	}
+
+	// Exactly the leaves that answered OK are stored, each once and at its index.
+	stored := append(append(append([]*trillian.LogLeaf{}, clean...), repeated[:7]...), repeated[8:]...)
+	stored = append(append(stored, overlapping[2:]...), moved[:150]...)
+	stored = append(stored, moved[151:]...)
+	if n := count(t, s, "SELECT COUNT(*) FROM LeafData WHERE TreeId = ?", tree.TreeId); n != int64(len(stored)) {
+		t.Errorf("LeafData holds %d leaves, want %d", n, len(stored))
+	}
+	if n := count(t, s, "SELECT COUNT(*) FROM SequencedLeafData WHERE TreeId = ?", tree.TreeId); n != int64(len(stored)) {
+		t.Errorf("SequencedLeafData holds %d leaves, want %d", n, len(stored))
+	}
+	for _, l := range stored {
+		if n := count(t, s, `SELECT COUNT(*) FROM LeafData l JOIN SequencedLeafData q ON q.TreeId = l.TreeId
+			AND q.SequenceNumber = l.SequenceNumber AND q.LeafIdentityHash = l.LeafIdentityHash
+			WHERE l.TreeId = ? AND l.LeafIdentityHash = ? AND l.SequenceNumber = ? AND l.LeafValue = ?
+			AND l.ExtraData = ? AND q.MerkleLeafHash = ?`,
+			tree.TreeId, l.LeafIdentityHash, l.LeafIndex, l.LeafValue, l.ExtraData, l.MerkleLeafHash); n != 1 {
+			t.Fatalf("leaf %d (%q) is stored %d times as given", l.LeafIndex, l.LeafValue, n)
+		}
+	}
+	integrateAll(ctx, t, s, getTree(ctx, t, s, tree.TreeId))
+	if r := latestRoot(ctx, t, s, tree); r.TreeSize != uint64(len(clean)) ||
+		!bytes.Equal(r.RootHash, merkleRoot(t, hashesOf(clean))) {
+		t.Errorf("integrated size %d root %x, want %d and the clean batch's root (a gap follows it)", r.TreeSize,
+			r.RootHash, len(clean))
+	}
+}

@@ -49,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/trillian/storage"
@@ -104,6 +105,10 @@ type Store struct {
 	logStorage   *logStorage
 	seqStorage   *logStorage
 	adminStorage *adminStorage
+
+	// bulkStores and bulkConflicts count AddSequencedLeaves batches stored by addSequencedInBulk, and those it gave
+	// back to the leaf-by-leaf path after writing (tests use them to see which path a batch took).
+	bulkStores, bulkConflicts atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -171,6 +176,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	wq.Set("_txlock", "immediate")
 	wq.Add("_pragma", "foreign_keys(0)")
 	wq.Add("_pragma", "cache_size(-32768)")
+	// Statement journals in memory: a statement that writes many rows (addSequencedInBulk) journals each page it
+	// changes, so that it can be undone alone; SQLite keeps the first 64 KiB of that in memory and writes the rest
+	// to a temporary file. One such statement changes at most a few hundred pages, so memory bounds it well.
+	wq.Add("_pragma", "temp_store(2)")
 	s.writer, err = sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
 		return fail(fmt.Errorf("sqlitestore: opening writer: %w", err))

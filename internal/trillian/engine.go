@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	tpb "github.com/google/trillian"
@@ -145,18 +146,19 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 	}()
 
 	seqCtx, stopSeq := context.WithCancel(context.Background())
+	passes := &fullPasses{op: tlog.NewSequencerManager(seqReg, guardWindow)}
 	om := tlog.NewOperationManager(tlog.OperationInfo{
 		Registry:    seqReg,
 		BatchSize:   cfg.BatchSize,
 		NumWorkers:  1,
 		RunInterval: cfg.SequencerInterval,
 		TimeSource:  clock.System,
-	}, tlog.NewSequencerManager(seqReg, guardWindow))
+	}, passes)
 	if !cfg.NoSequencer {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			om.OperationLoop(seqCtx)
+			runSequencer(seqCtx, om, passes, cfg.SequencerInterval)
 		}()
 	}
 
@@ -272,4 +274,44 @@ func (e *Engine) close() error {
 	}
 	e.closers = nil
 	return errors.Join(errs...)
+}
+
+// fullPasses is the sequencer's operation, recording whether a pass integrated a full batch for some tree.
+type fullPasses struct {
+	op   tlog.Operation
+	full atomic.Bool
+}
+
+func (p *fullPasses) ExecutePass(ctx context.Context, logID int64, info *tlog.OperationInfo) (int, error) {
+	n, err := p.op.ExecutePass(ctx, logID, info)
+	if err == nil && n >= info.BatchSize {
+		p.full.Store(true)
+	}
+	return n, err
+}
+
+// runSequencer runs sequencer passes until ctx is done: one every interval, and the next at once after a pass that
+// integrated a full batch, which means more is waiting (a secondary catching up, a burst of submissions). Trillian's
+// own loop waits out the interval after every pass; for a secondary storing 64k leaves at a time and a batch of 8k,
+// those waits were a sixth of a catch-up. There is no election to run: the embedded engine owns its trees.
+func runSequencer(ctx context.Context, om *tlog.OperationManager, passes *fullPasses, interval time.Duration) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		passes.full.Store(false)
+		om.OperationSingle(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if passes.full.Load() {
+			continue
+		}
+		t.Reset(interval - time.Since(start))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -257,3 +257,42 @@ func TestTreeIDFile(t *testing.T) {
 		t.Errorf("multi-line file: %d, %v", id, err)
 	}
 }
+
+// TestSequencerRunsBackToBackOnABacklog: with an interval of an hour, leaves stored before the engine starts are
+// all integrated at once, a full batch a pass, because a pass that integrates a full batch is followed by the next
+// without waiting. Trillian's own loop would integrate one batch and wait the hour.
+func TestSequencerRunsBackToBackOnABacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	storage := "sqlite:" + filepath.Join(t.TempDir(), "t.db")
+	idFile := filepath.Join(t.TempDir(), "tree-id")
+	leaves := testLeaves(t, 35)
+
+	e, err := StartEmbedded(ctx, EmbeddedConfig{Storage: storage, NoSequencer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.OpenTree(ctx, TreeConfig{IDFile: idFile, Type: tpb.TreeType_PREORDERED_LOG, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddSequencedLeaves(ctx, 0, leaves); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e, err = StartEmbedded(ctx, EmbeddedConfig{Storage: storage, SequencerInterval: time.Hour, BatchSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	if l, err = e.OpenTree(ctx, TreeConfig{IDFile: idFile, Type: tpb.TreeType_PREORDERED_LOG}); err != nil {
+		t.Fatal(err)
+	}
+	th := waitSize(t, l, 35)
+	if th.Size != 35 || th.RootHash != sigsum.RootHash(leafHashes(leaves)) {
+		t.Fatalf("tree head size %d, root %x; want 35 and the leaves' root", th.Size, th.RootHash)
+	}
+}
