@@ -137,7 +137,26 @@ func (p *Primary) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := p.ctx(r)
 	defer cancel()
-	if index, ok := p.committed.lookup(hash); ok && p.tree != nil && p.tree.Size() >= size {
+	index, ok := p.committed.lookup(hash)
+	if !ok && p.tree != nil && p.tree.Size() >= size {
+		// Not among the leaves indexed in memory (an older one): storage finds its index with one lookup, and the
+		// proof comes from memory as for any other leaf. Trillian's proof by hash reads a proof's worth of subtrees,
+		// which made proofs of old leaves a tenth as fast at 10^6 leaves.
+		i, err := p.cfg.Log.LeafIndex(ctx, hash)
+		switch {
+		case err == nil:
+			// Remembered, so that the next proof of this leaf needs no storage at all.
+			index, ok = i, true
+			p.committed.add(i, []sigsum.Hash{hash})
+		case errors.Is(err, trillian.ErrNotFound):
+			fail(w, http.StatusNotFound, "leaf %s is not in the tree of size %d", hash, size)
+			return
+		case !errors.Is(err, trillian.ErrUnsupported):
+			p.backendFail(w, r, err)
+			return
+		}
+	}
+	if ok && p.tree != nil && p.tree.Size() >= size {
 		if index >= size {
 			fail(w, http.StatusNotFound, "leaf %s is not in the tree of size %d", hash, size)
 			return

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sigsumd/sigsumd/internal/tiletree"
 	"github.com/sigsumd/sigsumd/pkg/client"
+	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
 // TestProofsFromMemoryEqualStorage: the proofs and leaves served from the tree in memory are byte for byte
@@ -73,6 +74,9 @@ func TestProofsFromMemoryEqualStorage(t *testing.T) {
 	compare(t, "leaves found in storage", answers(), fromMem)
 	if _, ok := p.committed.lookup(e.leaves[7].Hash()); !ok {
 		t.Error("a leaf found in storage was not remembered")
+	}
+	if _, err := c.GetInclusionProof(ctx, n, sigsum.HashBytes([]byte("never logged"))); client.StatusCode(err) != 404 {
+		t.Errorf("inclusion proof of a leaf storage does not hold: %v, want 404", err)
 	}
 
 	p.tree = nil // all from storage

@@ -8,6 +8,7 @@ import (
 	tpb "github.com/google/trillian"
 	"github.com/google/trillian/storage"
 	"github.com/google/trillian/trees"
+	"github.com/google/trillian/types"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
@@ -55,4 +56,34 @@ func (d *directQueue) addSequenced(ctx context.Context, leaves []*tpb.LogLeaf) (
 		return nil, wrap("adding sequenced leaves", err)
 	}
 	return ret, nil
+}
+
+// leafIndex finds the index of the first integrated leaf with hash leafHash in a snapshot of the storage: one
+// indexed lookup. Trillian's only way to it, GetInclusionProofByHash, also reads the subtrees of a whole proof.
+func (d *directQueue) leafIndex(ctx context.Context, leafHash sigsum.Hash) (uint64, error) {
+	ctx = trees.NewContext(ctx, d.tree)
+	tx, err := d.storage.SnapshotForTree(ctx, d.tree)
+	if err != nil {
+		return 0, wrap("finding leaf", err)
+	}
+	defer func() { _ = tx.Close() }()
+	root, err := tx.LatestSignedLogRoot(ctx)
+	if err != nil {
+		return 0, wrap("finding leaf", err)
+	}
+	var lr types.LogRootV1
+	if err := lr.UnmarshalBinary(root.GetLogRoot()); err != nil {
+		return 0, fmt.Errorf("finding leaf: reading the log root: %w", err)
+	}
+	leaves, err := tx.GetLeavesByHash(ctx, [][]byte{leafHash[:]}, true)
+	if err != nil {
+		return 0, wrap("finding leaf", err)
+	}
+	for _, l := range leaves {
+		// A stored leaf is integrated only below the root's size (a preordered tree stores leaves ahead of it).
+		if l.LeafIndex >= 0 && uint64(l.LeafIndex) < lr.TreeSize {
+			return uint64(l.LeafIndex), tx.Commit(ctx)
+		}
+	}
+	return 0, fmt.Errorf("finding leaf: %w", ErrNotFound)
 }

@@ -201,12 +201,25 @@ func testSecondaryTree(t *testing.T, storage string) {
 	if n, err := e.PendingSequencedLeaves(ctx, l.TreeID()); err != nil || n != 4 {
 		t.Errorf("pending = %d, %v; want 4", n, err)
 	}
+	// Stored past the gap is not integrated: LeafIndex finds integrated leaves only.
+	if i, err := l.LeafIndex(ctx, leaves[2].Hash()); err != nil || i != 2 {
+		t.Errorf("LeafIndex(leaf 2) = %d, %v; want 2", i, err)
+	}
+	if i, err := l.LeafIndex(ctx, leaves[7].Hash()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LeafIndex(leaf 7, stored but not integrated) = %d, %v; want ErrNotFound", i, err)
+	}
 	if err := l.AddSequencedLeaves(ctx, 4, leaves[4:6]); err != nil {
 		t.Fatal(err)
 	}
 	th := waitSize(t, l, 10)
 	if th.RootHash != sigsum.RootHash(leafHashes(leaves)) {
 		t.Fatal("secondary root differs from the leaves' root")
+	}
+	if i, err := l.LeafIndex(ctx, leaves[7].Hash()); err != nil || i != 7 {
+		t.Errorf("LeafIndex(leaf 7) = %d, %v; want 7", i, err)
+	}
+	if i, err := l.LeafIndex(ctx, testLeaves(t, 11)[10].Hash()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LeafIndex(a leaf never stored) = %d, %v; want ErrNotFound", i, err)
 	}
 	// A retry of stored leaves at their own indices is fine; another leaf at a taken index is not.
 	if err := l.AddSequencedLeaves(ctx, 8, leaves[8:]); err != nil {

@@ -261,6 +261,16 @@ func (l *Log) InclusionProof(ctx context.Context, size uint64, leafHash sigsum.H
 	return sigsum.InclusionProof{}, fmt.Errorf("getting inclusion proof: %w", ErrNotFound)
 }
 
+// LeafIndex returns the index of the first integrated leaf with hash leafHash: ErrNotFound when there is none,
+// ErrUnsupported from an external Trillian, whose API finds a leaf by hash only together with its inclusion proof.
+func (l *Log) LeafIndex(ctx context.Context, leafHash sigsum.Hash) (uint64, error) {
+	d := cmp.Or(l.direct, l.store)
+	if d == nil {
+		return 0, ErrUnsupported
+	}
+	return d.leafIndex(ctx, leafHash)
+}
+
 // ConsistencyProof returns the proof that the tree of size newSize extends the tree of size oldSize.
 func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (sigsum.ConsistencyProof, error) {
 	rsp, err := l.client.GetConsistencyProof(ctx, &tpb.GetConsistencyProofRequest{
