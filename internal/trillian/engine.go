@@ -292,8 +292,8 @@ func (p *fullPasses) ExecutePass(ctx context.Context, logID int64, info *tlog.Op
 
 // runSequencer runs sequencer passes until ctx is done: one every interval, and the next at once after a pass that
 // integrated a full batch, which means more is waiting (a secondary catching up, a burst of submissions). Trillian's
-// own loop waits out the interval after every pass; for a secondary storing 64k leaves at a time and a batch of 8k,
-// those waits were a sixth of a catch-up. There is no election to run: the embedded engine owns its trees.
+// own loop waits out the interval after every pass; a secondary storing 64k leaves at a time, integrated 8k a pass,
+// spent a third longer waiting for integration. There is no election to run: the embedded engine owns its trees.
 func runSequencer(ctx context.Context, om *tlog.OperationManager, passes *fullPasses, interval time.Duration) {
 	t := time.NewTimer(0)
 	defer t.Stop()
