@@ -137,8 +137,9 @@ func (p *Primary) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := p.ctx(r)
 	defer cancel()
+	inTree := p.tree != nil && p.tree.Size() >= size // the tree in memory can prove it
 	index, ok := p.committed.lookup(hash)
-	if !ok && p.tree != nil && p.tree.Size() >= size {
+	if !ok && inTree {
 		// Not among the leaves indexed in memory (an older one): storage finds its index with one lookup, and the
 		// proof comes from memory as for any other leaf. Trillian's proof by hash reads a proof's worth of subtrees,
 		// which made proofs of old leaves a tenth as fast at 10^6 leaves.
@@ -156,7 +157,7 @@ func (p *Primary) getInclusionProof(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if ok && p.tree != nil && p.tree.Size() >= size {
+	if ok && inTree {
 		if index >= size {
 			fail(w, http.StatusNotFound, "leaf %s is not in the tree of size %d", hash, size)
 			return

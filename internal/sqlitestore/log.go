@@ -735,22 +735,6 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 			return nil, status.Errorf(codes.FailedPrecondition, "leaves[%d] has incorrect hash size %d, want %d", i, got, hashSize)
 		}
 	}
-	insLeaf, err := t.tx.PrepareContext(ctx, insertSequencedLeafDataSQL)
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: preparing leaf insert: %w", err)
-	}
-	defer insLeaf.Close()
-	insSeq, err := t.tx.PrepareContext(ctx, insertSequencedLeafSQL+" ON CONFLICT DO NOTHING")
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: preparing sequenced leaf insert: %w", err)
-	}
-	defer insSeq.Close()
-	undoLeaf, err := t.tx.PrepareContext(ctx, "DELETE FROM LeafData WHERE TreeId = ? AND LeafIdentityHash = ?")
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: preparing leaf delete: %w", err)
-	}
-	defer undoLeaf.Close()
-
 	ts := timestamp.UnixNano()
 	res := make([]*trillian.QueuedLogLeaf, len(leaves))
 	// The statements run without ctx's cancellation: with it, the driver (modernc.org/sqlite) starts a goroutine
@@ -771,6 +755,21 @@ func (t *logTX) addSequencedLeaves(ctx context.Context, leaves []*trillian.LogLe
 			return res, nil
 		}
 	}
+	insLeaf, err := t.tx.PrepareContext(ctx, insertSequencedLeafDataSQL)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: preparing leaf insert: %w", err)
+	}
+	defer insLeaf.Close()
+	insSeq, err := t.tx.PrepareContext(ctx, insertSequencedLeafSQL+" ON CONFLICT DO NOTHING")
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: preparing sequenced leaf insert: %w", err)
+	}
+	defer insSeq.Close()
+	undoLeaf, err := t.tx.PrepareContext(ctx, "DELETE FROM LeafData WHERE TreeId = ? AND LeafIdentityHash = ?")
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: preparing leaf delete: %w", err)
+	}
+	defer undoLeaf.Close()
 	for n, i := range order {
 		if n%1024 == 1023 {
 			if err := ctx.Err(); err != nil {

@@ -96,7 +96,7 @@ var schemaV1 = []string{
 // hash, so SequencedLeafIdentityIdx (until schemaV3) already finds it by that hash, and a second
 // index of the same 32 random bytes cost every insert another random b-tree
 // descent: in a secondary catching up with a large tree, a third of the work.
-// GetLeavesByHash asks both indexes (selectLeavesByMerkleHashSQL).
+// GetLeavesByHash asks both (selectLeavesByMerkleHash).
 var schemaV2 = []string{
 	`DROP INDEX SequencedLeafMerkleIdx`,
 	`CREATE INDEX SequencedLeafMerkleIdx ON SequencedLeafData(TreeId, MerkleLeafHash)
