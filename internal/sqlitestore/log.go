@@ -46,8 +46,12 @@ const (
 		l.ExtraData, l.QueueTimestampNanos, s.IntegrateTimestampNanos `
 	joinLeafDataSQL = ` JOIN LeafData l ON l.TreeId = s.TreeId AND l.LeafIdentityHash = s.LeafIdentityHash `
 
-	selectLeavesByRangeSQL = leafColumnsSQL + `FROM SequencedLeafData s` + joinLeafDataSQL +
-		`WHERE s.TreeId = ? AND s.SequenceNumber >= ? AND s.SequenceNumber < ? ORDER BY s.SequenceNumber`
+	// A range walks LeafData's index by leaf index (schemaV4); each LeafData row
+	// with an index has its SequencedLeafData row there (AddSequencedLeaves and
+	// UpdateSequencedLeaves write both).
+	selectLeavesByRangeSQL = leafColumnsSQL + `FROM LeafData l INDEXED BY LeafDataSequenceIdx JOIN SequencedLeafData s
+		ON s.TreeId = l.TreeId AND s.SequenceNumber = l.SequenceNumber AND s.LeafIdentityHash = l.LeafIdentityHash
+		WHERE l.TreeId = ? AND l.SequenceNumber >= ? AND l.SequenceNumber < ? ORDER BY l.SequenceNumber`
 
 	// Leaves by Merkle leaf hash: those whose identity hash is the same (all of a
 	// Sigsum log's) through LeafData's key and its index (schemaV3), the others

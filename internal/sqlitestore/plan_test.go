@@ -15,7 +15,8 @@ func TestQueryPlans(t *testing.T) {
 		desc, query string
 		want        []string // substrings the plan must contain
 	}{
-		{"leaves by range", selectLeavesByRangeSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
+		{"leaves by range", selectLeavesByRangeSQL, []string{"INDEX LeafDataSequenceIdx (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)",
+			"PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
 		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
 		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)",
 			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},

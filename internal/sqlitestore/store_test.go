@@ -284,8 +284,9 @@ func TestPendingSequencedLeavesUnknownTree(t *testing.T) {
 }
 
 // TestMigrateV1: a version 1 store opens at the current version: its Merkle hash index becomes partial (v2), LeafData
-// learns every sequenced leaf's index and the identity hash index of SequencedLeafData goes (v3), and its leaves
-// are still found by Merkle leaf hash, whether that hash is their identity hash or not, and by identity hash.
+// learns every sequenced leaf's index and the identity hash index of SequencedLeafData goes (v3), LeafData is
+// indexed by leaf index (v4), and its leaves are still found by Merkle leaf hash, whether that hash is their
+// identity hash or not, by identity hash, and by range.
 func TestMigrateV1(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "v1.db")
@@ -314,6 +315,22 @@ func TestMigrateV1(t *testing.T) {
 	}
 	if n := count(t, s, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'SequencedLeafIdentityIdx'"); n != 0 {
 		t.Error("SequencedLeafIdentityIdx still exists")
+	}
+	var got []int64
+	rows, err := s.reader.Query(selectLeavesByRangeSQL, 7, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		leaf, err := scanSequencedLeaf(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, leaf.LeafIndex)
+	}
+	rows.Close()
+	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Errorf("by range 0..10: indices %v, want [0 1]", got)
 	}
 	for _, c := range []struct {
 		id    []byte
