@@ -3,6 +3,7 @@ package trillian
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	tpb "github.com/google/trillian"
@@ -58,32 +59,66 @@ func (d *directQueue) addSequenced(ctx context.Context, leaves []*tpb.LogLeaf) (
 	return ret, nil
 }
 
-// leafIndex finds the index of the first integrated leaf with hash leafHash in a snapshot of the storage: one
-// indexed lookup. Trillian's only way to it, GetInclusionProofByHash, also reads the subtrees of a whole proof.
-func (d *directQueue) leafIndex(ctx context.Context, leafHash sigsum.Hash) (uint64, error) {
+// snapshot runs f in a snapshot of the storage with the size of its latest root.
+func (d *directQueue) snapshot(ctx context.Context, what string, f func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error) error {
 	ctx = trees.NewContext(ctx, d.tree)
 	tx, err := d.storage.SnapshotForTree(ctx, d.tree)
 	if err != nil {
-		return 0, wrap("finding leaf", err)
+		return wrap(what, err)
 	}
 	defer func() { _ = tx.Close() }()
 	root, err := tx.LatestSignedLogRoot(ctx)
 	if err != nil {
-		return 0, wrap("finding leaf", err)
+		return wrap(what, err)
 	}
 	var lr types.LogRootV1
 	if err := lr.UnmarshalBinary(root.GetLogRoot()); err != nil {
-		return 0, fmt.Errorf("finding leaf: reading the log root: %w", err)
+		return fmt.Errorf("%s: reading the log root: %w", what, err)
 	}
-	leaves, err := tx.GetLeavesByHash(ctx, [][]byte{leafHash[:]}, true)
-	if err != nil {
-		return 0, wrap("finding leaf", err)
+	if err := f(ctx, tx, lr.TreeSize); err != nil {
+		return err
 	}
-	for _, l := range leaves {
-		// A stored leaf is integrated only below the root's size (a preordered tree stores leaves ahead of it).
-		if l.LeafIndex >= 0 && uint64(l.LeafIndex) < lr.TreeSize {
-			return uint64(l.LeafIndex), tx.Commit(ctx)
+	return wrap(what, tx.Commit(ctx))
+}
+
+// leafIndex finds the index of the first integrated leaf with hash leafHash in a snapshot of the storage: one
+// indexed lookup. Trillian's only way to it, GetInclusionProofByHash, also reads the subtrees of a whole proof.
+func (d *directQueue) leafIndex(ctx context.Context, leafHash sigsum.Hash) (uint64, error) {
+	var index uint64
+	err := d.snapshot(ctx, "finding leaf", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
+		leaves, err := tx.GetLeavesByHash(ctx, [][]byte{leafHash[:]}, true)
+		if err != nil {
+			return wrap("finding leaf", err)
 		}
+		for _, l := range leaves {
+			// A stored leaf is integrated only below the root's size (a preordered tree stores leaves ahead of it).
+			if l.LeafIndex >= 0 && uint64(l.LeafIndex) < size {
+				index = uint64(l.LeafIndex)
+				return nil
+			}
+		}
+		return fmt.Errorf("finding leaf: %w", ErrNotFound)
+	})
+	return index, err
+}
+
+// leaves reads up to count integrated leaves from index start out of a snapshot of the storage, as the log
+// server's GetLeavesByRange does, but without gRPC: a range of thousands of leaves cost more to marshal and
+// unmarshal than to read, in the primary's read-back of every new leaf and in every batch a secondary fetches. No
+// leaves means start is not below the tree's size.
+func (d *directQueue) leaves(ctx context.Context, start, count uint64) ([]*tpb.LogLeaf, error) {
+	if count == 0 || start > math.MaxInt64 {
+		return nil, fmt.Errorf("getting leaves: %w: start %d, count %d", ErrOutOfRange, start, count)
 	}
-	return 0, fmt.Errorf("finding leaf: %w", ErrNotFound)
+	var leaves []*tpb.LogLeaf
+	err := d.snapshot(ctx, "getting leaves", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
+		if start >= size {
+			return nil
+		}
+		// Only integrated leaves: a preordered tree's storage also has those stored ahead of its root.
+		var err error
+		leaves, err = tx.GetLeavesByRange(ctx, int64(start), int64(min(count, size-start)))
+		return wrap("getting leaves", err)
+	})
+	return leaves, err
 }

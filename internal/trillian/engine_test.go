@@ -120,8 +120,11 @@ func TestPrimaryTree(t *testing.T) {
 			if err != nil || len(got) != 5 || got[0] != leaves[2] {
 				t.Fatalf("GetLeaves(2, 100) = %d leaves, %v", len(got), err)
 			}
-			if _, err := l.GetLeaves(ctx, 7, 1); err == nil {
-				t.Error("GetLeaves past the end succeeded")
+			if _, err := l.GetLeaves(ctx, 7, 1); !errors.Is(err, ErrOutOfRange) {
+				t.Errorf("GetLeaves past the end: %v, want ErrOutOfRange", err)
+			}
+			if _, err := l.GetLeaves(ctx, 0, 0); err == nil {
+				t.Error("GetLeaves of no leaves succeeded")
 			}
 			for i := range leaves {
 				p, err := l.InclusionProof(ctx, 7, leaves[i].Hash())
@@ -201,7 +204,13 @@ func testSecondaryTree(t *testing.T, storage string) {
 	if n, err := e.PendingSequencedLeaves(ctx, l.TreeID()); err != nil || n != 4 {
 		t.Errorf("pending = %d, %v; want 4", n, err)
 	}
-	// Stored past the gap is not integrated: LeafIndex finds integrated leaves only.
+	// Stored past the gap is not integrated: GetLeaves and LeafIndex find integrated leaves only.
+	if got, err := l.GetLeaves(ctx, 2, 100); err != nil || len(got) != 2 || got[0] != leaves[2] || got[1] != leaves[3] {
+		t.Errorf("GetLeaves(2, 100) = %d leaves, %v; want leaves 2 and 3", len(got), err)
+	}
+	if got, err := l.GetLeaves(ctx, 4, 1); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("GetLeaves(4, 1) at the end of the tree = %d leaves, %v; want ErrOutOfRange", len(got), err)
+	}
 	if i, err := l.LeafIndex(ctx, leaves[2].Hash()); err != nil || i != 2 {
 		t.Errorf("LeafIndex(leaf 2) = %d, %v; want 2", i, err)
 	}
