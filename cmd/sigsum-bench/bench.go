@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,10 @@ type Config struct {
 	Range          uint64
 	MaxSetupLeaves int
 	VerifySample   int
+	// Presign is how many of add-leaf's new leaves are signed before the run starts, so that the load generator's
+	// signing does not take the CPU from the log it measures (on one machine); leaves beyond it are signed as they
+	// are sent.
+	Presign int
 	// Stderr receives descriptions of the first errors of each run; nil discards them.
 	Stderr io.Writer
 }
@@ -104,6 +109,24 @@ func (b *Bench) newRequest(i int) sigsum.AddLeafRequest {
 	sig, _ := s.Sign(sigsum.LeafSignedBytes(sigsum.HashBytes(req.Message[:]))) // in-memory signers do not fail
 	req.Signature, req.PublicKey = sig, s.Public()
 	return req
+}
+
+// presign signs the first n requests newRequest would make, on every CPU.
+func (b *Bench) presign(n int) []sigsum.AddLeafRequest {
+	reqs := make([]sigsum.AddLeafRequest, n)
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				reqs[i] = b.newRequest(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return reqs
 }
 
 // submission is one leaf a simulated client submits until the log answers 200.
@@ -208,6 +231,7 @@ type submitStats struct {
 // submit runs the client simulation: up to maxLeaves new leaves during newFor, each re-posted every Retry until
 // 200; it returns when every leaf is committed or dropped, or at stopAt.
 func (b *Bench) submit(ctx context.Context, maxLeaves int, newFor, stopAfter time.Duration, ec *errorCounter) *submitStats {
+	signed := b.presign(min(maxLeaves, b.cfg.Presign))
 	st := &submitStats{start: time.Now()}
 	ctx, cancel := context.WithDeadline(ctx, st.start.Add(stopAfter))
 	defer cancel()
@@ -230,7 +254,12 @@ func (b *Bench) submit(ctx context.Context, maxLeaves int, newFor, stopAfter tim
 					return
 				}
 				if !sub.signed {
-					sub.req, sub.signed = b.newRequest(sub.idx), true
+					if sub.idx < len(signed) {
+						sub.req = signed[sub.idx]
+					} else {
+						sub.req = b.newRequest(sub.idx)
+					}
+					sub.signed = true
 				}
 				t0 := time.Now()
 				if sub.first.IsZero() {

@@ -64,6 +64,7 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.cfg.Keys, "keys", 64, "number of submitter keys (derived from -key-seed)")
 	fs.StringVar(&o.cfg.KeySeed, "key-seed", "sigsum-bench", "seed the submitter keys derive from; read modes verify leaves of these keys")
 	fs.IntVar(&o.cfg.KnownLeaves, "known", 256, "add-known: number of committed leaves to resubmit")
+	fs.IntVar(&o.cfg.Presign, "presign", 100000, "add-leaf, add-known: how many new leaves to sign before the clock starts (so that signing does not take the log's CPU); more are signed as they are sent")
 	fs.Uint64Var(&o.cfg.Range, "range", 512, "get-leaves: leaves asked for per request (the log's max range)")
 	fs.IntVar(&o.cfg.MaxSetupLeaves, "setup-leaves", 1<<20, "read modes: most leaves fetched and verified before the run")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (to tell its cost from the log's)")
@@ -106,8 +107,8 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	case o.cfg.Retry <= 0:
 		return nil, fmt.Errorf("-retry %v: want > 0", o.cfg.Retry)
 	case o.cfg.MaxLeaves < 1 || o.cfg.MaxRequests < 1 || o.cfg.Keys < 1 || o.cfg.KnownLeaves < 1 || o.cfg.Range < 1 ||
-		o.cfg.MaxSetupLeaves < 2 || o.cfg.VerifySample < 0:
-		return nil, errors.New("-leaves, -requests, -keys, -known, -range must be positive, -setup-leaves at least 2")
+		o.cfg.MaxSetupLeaves < 2 || o.cfg.VerifySample < 0 || o.cfg.Presign < 0:
+		return nil, errors.New("-leaves, -requests, -keys, -known, -range must be positive, -setup-leaves at least 2, -verify-sample and -presign not negative")
 	case *timeout <= 0:
 		return nil, fmt.Errorf("-timeout %v: want > 0", *timeout)
 	}

@@ -147,7 +147,28 @@ func testConfig(t *testing.T, url string, pub sigsum.PublicKey) Config {
 	}
 	return Config{Client: c, LogKey: pub, Concurrency: 4, Duration: 300 * time.Millisecond, Drain: 2 * time.Second,
 		Retry: 20 * time.Millisecond, MaxLeaves: 50, MaxRequests: 200, Keys: 3, KeySeed: "test", KnownLeaves: 5,
-		Range: 16, MaxSetupLeaves: 1000, VerifySample: 10}
+		Range: 16, MaxSetupLeaves: 1000, VerifySample: 10, Presign: 20}
+}
+
+// TestPresign: presigned requests are valid add-leaf requests of the bench's submitters, all different.
+func TestPresign(t *testing.T) {
+	b := NewBench(Config{Keys: 3, KeySeed: "test"})
+	reqs := b.presign(9)
+	seen := make(map[sigsum.Hash]bool)
+	for i, r := range reqs {
+		if !r.Verify() {
+			t.Errorf("request %d: the signature does not verify", i)
+		}
+		if r.PublicKey != b.submitters[i%3].Public() {
+			t.Errorf("request %d is not signed by submitter %d", i, i%3)
+		}
+		leaf := r.Leaf()
+		h := leaf.Hash()
+		if seen[h] {
+			t.Errorf("request %d repeats a leaf", i)
+		}
+		seen[h] = true
+	}
 }
 
 func TestModesAgainstHonestLog(t *testing.T) {
