@@ -44,7 +44,7 @@ type committedLeaves struct {
 	mu    sync.RWMutex
 	index map[leafKey]uint64
 	ring  []leafKey // insertion order, for evicting the oldest
-	next  int           // next ring slot to overwrite once full
+	next  int       // next ring slot to overwrite once full
 }
 
 func newCommittedLeaves() *committedLeaves {
