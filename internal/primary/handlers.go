@@ -342,8 +342,6 @@ func (p *Primary) addLeaf(w http.ResponseWriter, r *http.Request) {
 	}
 	leaf := req.Leaf()
 	hash := leaf.Hash()
-	ctx, cancel := p.ctx(r)
-	defer cancel()
 
 	// A retry of a known leaf is answered from memory without a signature check: the leaf hash covers the
 	// signature, so a leaf the log has was verified when it was first added.
@@ -357,6 +355,9 @@ func (p *Primary) addLeaf(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+	// The answers from memory above need no deadline; the rest waits on storage.
+	ctx, cancel := p.ctx(r)
+	defer cancel()
 	if !req.Verify() {
 		fail(w, http.StatusForbidden, "leaf signature does not verify with the public key")
 		return
