@@ -316,20 +316,7 @@ func TestMigrateV1(t *testing.T) {
 	if n := count(t, s, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'SequencedLeafIdentityIdx'"); n != 0 {
 		t.Error("SequencedLeafIdentityIdx still exists")
 	}
-	var got []int64
-	rows, err := s.reader.Query(selectLeavesByRangeSQL, 7, 0, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		leaf, err := scanSequencedLeaf(rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, leaf.LeafIndex)
-	}
-	rows.Close()
-	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
+	if got := queryLeafIndices(t, s, selectLeavesByRangeSQL, 7, 0, 10); len(got) != 2 || got[0] != 0 || got[1] != 1 {
 		t.Errorf("by range 0..10: indices %v, want [0 1]", got)
 	}
 	for _, c := range []struct {
@@ -345,24 +332,32 @@ func TestMigrateV1(t *testing.T) {
 		hash  []byte
 		index int64
 	}{{same, 0}, {other, 1}} {
-		var index int64
-		var n int
-		rows, err := s.reader.Query(selectLeavesByMerkleHash(1), 7, c.hash, 7, c.hash)
+		if got := queryLeafIndices(t, s, selectLeavesByMerkleHash(1), 7, c.hash, 7, c.hash); len(got) != 1 || got[0] != c.index {
+			t.Errorf("by Merkle hash %x: leaves at %v; want one at %d", c.hash[:2], got, c.index)
+		}
+	}
+}
+
+// queryLeafIndices runs a query of sequenced leaves on a reader and returns their indices.
+func queryLeafIndices(t *testing.T, s *Store, query string, args ...any) []int64 {
+	t.Helper()
+	rows, err := s.reader.Query(query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []int64
+	for rows.Next() {
+		leaf, err := scanSequencedLeaf(rows)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for rows.Next() {
-			leaf, err := scanSequencedLeaf(rows)
-			if err != nil {
-				t.Fatal(err)
-			}
-			index, n = leaf.LeafIndex, n+1
-		}
-		rows.Close()
-		if n != 1 || index != c.index {
-			t.Errorf("by Merkle hash %x: %d leaves, index %d; want 1 at %d", c.hash[:2], n, index, c.index)
-		}
+		got = append(got, leaf.LeafIndex)
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 func mustPrepare(t *testing.T, s *Store, query string) *sql.Stmt {
