@@ -2,6 +2,7 @@ package trillian
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -107,8 +108,11 @@ func (d *directQueue) leafIndex(ctx context.Context, leafHash sigsum.Hash) (uint
 // unmarshal than to read, in the primary's read-back of every new leaf and in every batch a secondary fetches. No
 // leaves means start is not below the tree's size.
 func (d *directQueue) leaves(ctx context.Context, start, count uint64) ([]*tpb.LogLeaf, error) {
-	if count == 0 || start > math.MaxInt64 {
-		return nil, fmt.Errorf("getting leaves: %w: start %d, count %d", ErrOutOfRange, start, count)
+	switch {
+	case count == 0:
+		return nil, errors.New("getting leaves: count 0, want > 0")
+	case start > math.MaxInt64:
+		return nil, fmt.Errorf("getting leaves: %w: start %d", ErrOutOfRange, start)
 	}
 	var leaves []*tpb.LogLeaf
 	err := d.snapshot(ctx, "getting leaves", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
