@@ -72,15 +72,13 @@ func (t *logTX) addSequencedInBulk(ctx, ectx context.Context, leaves []*trillian
 		return false, fmt.Errorf("sqlitestore: storing leaves: %w", err)
 	}
 	n := int64(len(leaves))
-	got, err := t.bulkInsert(ctx, ectx, `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue,
-		ExtraData, QueueTimestampNanos, SequenceNumber) VALUES `, 7, len(leaves), func(i int, dst []any) []any {
+	got, err := t.bulkInsert(ctx, ectx, insertSequencedLeafDataPrefix, 7, len(leaves), func(i int, dst []any) []any {
 		l := leaves[order[i]]
 		return append(dst, t.treeID, l.LeafIdentityHash, nonNil(l.MerkleLeafHash), nonNil(l.LeafValue), l.ExtraData,
 			ts, l.LeafIndex)
 	})
 	if err == nil && got == n {
-		got, err = t.bulkInsert(ctx, ectx, `INSERT INTO SequencedLeafData(TreeId, SequenceNumber, LeafIdentityHash,
-			MerkleLeafHash, IntegrateTimestampNanos) VALUES `, 5, len(leaves), func(i int, dst []any) []any {
+		got, err = t.bulkInsert(ctx, ectx, insertSequencedLeafPrefix, 5, len(leaves), func(i int, dst []any) []any {
 			l := leaves[i]
 			return append(dst, t.treeID, l.LeafIndex, l.LeafIdentityHash, nonNil(l.MerkleLeafHash), 0)
 		})

@@ -70,13 +70,16 @@ const (
 		WHERE TreeId = ? AND QueueTimestampNanos <= ?
 		ORDER BY QueueTimestampNanos, LeafIdentityHash LIMIT ?`
 
-	insertSequencedLeafSQL = `INSERT INTO SequencedLeafData(TreeId, SequenceNumber, LeafIdentityHash,
-		MerkleLeafHash, IntegrateTimestampNanos) VALUES(?, ?, ?, ?, ?)`
+	// The inserts of sequenced leaves, up to VALUES: one row here, bulkRows rows in addSequencedInBulk.
+	insertSequencedLeafPrefix = `INSERT INTO SequencedLeafData(TreeId, SequenceNumber, LeafIdentityHash,
+		MerkleLeafHash, IntegrateTimestampNanos) VALUES `
+	insertSequencedLeafDataPrefix = `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue, ExtraData,
+		QueueTimestampNanos, SequenceNumber) VALUES `
+	insertSequencedLeafSQL     = insertSequencedLeafPrefix + `(?, ?, ?, ?, ?)`
+	insertSequencedLeafDataSQL = insertSequencedLeafDataPrefix + `(?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
 	insertLeafDataSQL = `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue, ExtraData,
 		QueueTimestampNanos) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
-	insertSequencedLeafDataSQL = `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue, ExtraData,
-		QueueTimestampNanos, SequenceNumber) VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	setLeafIndexSQL = `UPDATE LeafData SET SequenceNumber = ? WHERE TreeId = ? AND LeafIdentityHash = ?`
 )
 

@@ -167,7 +167,7 @@ func TestStorageDisagrees(t *testing.T) {
 				t.Errorf("inclusion through a bad tile: %v, want %q", err, tc.want)
 			}
 			if _, ok := tr.HeldLeaves(0, 10); ok {
-				t.Error("leaves of a bad tile were served")
+				t.Error("leaves of a tile not held (reading it back failed) were served")
 			}
 			if _, ok := tr.cache[0]; ok {
 				t.Error("a bad tile was cached")

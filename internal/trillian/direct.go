@@ -17,7 +17,7 @@ import (
 )
 
 // directQueue queues leaves straight into an embedded engine's storage (LOG tree), or stores preordered leaves
-// (PREORDERED_LOG tree). Trillian's QueueLeaf RPC costs a gRPC
+// (PREORDERED_LOG tree), and reads leaves from it (either type). Trillian's QueueLeaf RPC costs a gRPC
 // round trip and a read of the tree's metadata on every call, which bounds add-leaf throughput; the tree cannot
 // change under a running node (its lock keeps sigsumctl promote out), so its description is read once.
 type directQueue struct {

@@ -214,7 +214,7 @@ func (l *Log) TreeHead(ctx context.Context) (sigsum.TreeHead, error) {
 func (l *Log) GetLeaves(ctx context.Context, start, count uint64) ([]sigsum.Leaf, error) {
 	var got []*tpb.LogLeaf
 	var err error
-	if d := cmp.Or(l.direct, l.store); d != nil {
+	if d := l.embedded(); d != nil {
 		if got, err = d.leaves(ctx, start, count); err != nil {
 			return nil, err
 		}
@@ -276,12 +276,15 @@ func (l *Log) InclusionProof(ctx context.Context, size uint64, leafHash sigsum.H
 // LeafIndex returns the index of the first integrated leaf with hash leafHash: ErrNotFound when there is none,
 // ErrUnsupported from an external Trillian, whose API finds a leaf by hash only together with its inclusion proof.
 func (l *Log) LeafIndex(ctx context.Context, leafHash sigsum.Hash) (uint64, error) {
-	d := cmp.Or(l.direct, l.store)
+	d := l.embedded()
 	if d == nil {
 		return 0, ErrUnsupported
 	}
 	return d.leafIndex(ctx, leafHash)
 }
+
+// embedded is the way into an embedded engine's storage, whatever the tree's type; nil for an external Trillian.
+func (l *Log) embedded() *directQueue { return cmp.Or(l.direct, l.store) }
 
 // ConsistencyProof returns the proof that the tree of size newSize extends the tree of size oldSize.
 func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize uint64) (sigsum.ConsistencyProof, error) {
