@@ -13,9 +13,13 @@ import (
 // staticLeaves is a tiletree.Source over a slice of leaves.
 type staticLeaves struct{ leaves *[]sigsum.Leaf }
 
-func (s staticLeaves) GetLeaves(_ context.Context, start, count uint64) ([]sigsum.Leaf, error) {
+func (s staticLeaves) LeafHashes(_ context.Context, start, count uint64) ([]sigsum.Hash, error) {
 	all := *s.leaves
-	return all[min(start, uint64(len(all))):min(start+count, uint64(len(all)))], nil
+	var hs []sigsum.Hash
+	for _, l := range all[min(start, uint64(len(all))):min(start+count, uint64(len(all)))] {
+		hs = append(hs, l.Hash())
+	}
+	return hs, nil
 }
 
 // The cached text of any range equals encoding the range afresh: across chunk edges, in the partial last chunk,

@@ -66,6 +66,9 @@ const (
 	selectSequencedHashesSQL = `SELECT MerkleLeafHash, LeafIdentityHash, SequenceNumber, IntegrateTimestampNanos
 		FROM SequencedLeafData WHERE TreeId = ? AND SequenceNumber >= ? AND SequenceNumber < ? ORDER BY SequenceNumber`
 
+	selectLeafHashesByRangeSQL = `SELECT SequenceNumber, MerkleLeafHash FROM SequencedLeafData
+		WHERE TreeId = ? AND SequenceNumber >= ? AND SequenceNumber < ? ORDER BY SequenceNumber`
+
 	selectQueuedLeavesSQL = `SELECT LeafIdentityHash, MerkleLeafHash, QueueTimestampNanos FROM Unsequenced
 		WHERE TreeId = ? AND QueueTimestampNanos <= ?
 		ORDER BY QueueTimestampNanos, LeafIdentityHash LIMIT ?`
@@ -139,9 +142,11 @@ func (ls *logStorage) begin(ctx context.Context, t *trillian.Tree, readonly bool
 	}
 	db := ls.s.writer
 	var opts *sql.TxOptions
+	var stmts map[string]*sql.Stmt
 	if readonly {
 		db = ls.s.reader
 		opts = &sql.TxOptions{ReadOnly: true}
+		stmts = ls.s.readStmts
 	}
 	sqlTx, err := db.BeginTx(ctx, opts)
 	if err != nil {
@@ -150,6 +155,7 @@ func (ls *logStorage) begin(ctx context.Context, t *trillian.Tree, readonly bool
 	tx := &logTX{
 		tx:         sqlTx,
 		readonly:   readonly,
+		stmts:      stmts,
 		treeID:     t.TreeId,
 		treeType:   t.TreeType,
 		cache:      cache.NewLogSubtreeCache(rfc6962.DefaultHasher),
@@ -251,6 +257,7 @@ type logTX struct {
 	tx       *sql.Tx
 	readonly bool
 	closed   bool
+	stmts    map[string]*sql.Stmt // statements prepared for read-only transactions (Store.readStmts)
 
 	treeID   int64
 	treeType trillian.TreeType
@@ -268,10 +275,26 @@ type logTX struct {
 
 var _ storage.LogTreeTX = (*logTX)(nil)
 
+// query runs q in the transaction, through its prepared statement when the transaction has one for it.
+func (t *logTX) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmts[q]; st != nil {
+		return t.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, q, args...)
+}
+
+// queryRow is query for a single row.
+func (t *logTX) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.stmts[q]; st != nil {
+		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, q, args...)
+}
+
 func (t *logTX) fetchLatestRoot(ctx context.Context) error {
 	var ts, size, rev int64
 	var hash []byte
-	err := t.tx.QueryRowContext(ctx, selectLatestRootSQL, t.treeID).Scan(&ts, &size, &hash, &rev)
+	err := t.queryRow(ctx, selectLatestRootSQL, t.treeID).Scan(&ts, &size, &hash, &rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.ErrTreeNeedsInit
 	}
@@ -646,7 +669,7 @@ func (t *logTX) getLeavesByRange(ctx context.Context, start, count int64) ([]*tr
 	if end < start { // overflow
 		end = math.MaxInt64
 	}
-	rows, err := t.tx.QueryContext(ctx, selectLeavesByRangeSQL, t.treeID, start, end)
+	rows, err := t.query(ctx, selectLeavesByRangeSQL, t.treeID, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: reading leaves by range: %w", err)
 	}
@@ -668,6 +691,46 @@ func (t *logTX) getLeavesByRange(ctx context.Context, start, count int64) ([]*tr
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlitestore: reading leaves by range: %w", err)
+	}
+	return ret, nil
+}
+
+// LeafHashesByRange returns the Merkle leaf hashes of the integrated leaves [start, start+count), clipped to the
+// tree size: one walk of SequencedLeafData's key, without the join with LeafData that GetLeavesByRange needs for
+// the leaves themselves. A proof needs only the hashes.
+func (t *logTX) LeafHashesByRange(ctx context.Context, start, count int64) ([][]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	treeSize := int64(t.root.TreeSize)
+	switch {
+	case count <= 0:
+		return nil, status.Errorf(codes.InvalidArgument, "invalid count %d, want > 0", count)
+	case start < 0 || start >= treeSize:
+		return nil, status.Errorf(codes.OutOfRange, "invalid start %d, want in [0, %d)", start, treeSize)
+	}
+	count = min(count, treeSize-start, maxRangeCount)
+	rows, err := t.query(ctx, selectLeafHashesByRangeSQL, t.treeID, start, start+count)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
+	}
+	defer rows.Close()
+	ret := make([][]byte, 0, count)
+	for want := start; rows.Next(); want++ {
+		var index int64
+		var hash []byte
+		if err := rows.Scan(&index, &hash); err != nil {
+			return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
+		}
+		if index != want {
+			return nil, fmt.Errorf("sqlitestore: tree %d: got leaf index %d, want %d: integrated leaf missing", t.treeID, index, want)
+		}
+		ret = append(ret, hash)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
+	}
+	if int64(len(ret)) != count {
+		return nil, fmt.Errorf("sqlitestore: tree %d: %d integrated leaves from %d, want %d", t.treeID, len(ret), start, count)
 	}
 	return ret, nil
 }
@@ -700,7 +763,7 @@ func (t *logTX) GetLeavesByHash(ctx context.Context, leafHashes [][]byte, orderB
 				args = append(args, nonNil(h))
 			}
 		}
-		rows, err := t.tx.QueryContext(ctx, selectLeavesByMerkleHash(len(chunk)), args...)
+		rows, err := t.query(ctx, selectLeavesByMerkleHash(len(chunk)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: reading leaves by hash: %w", err)
 		}

@@ -18,6 +18,7 @@ func TestQueryPlans(t *testing.T) {
 		{"leaves by range", selectLeavesByRangeSQL, []string{"INDEX LeafDataSequenceIdx (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)",
 			"PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
 		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
+		{"leaf hashes by range", selectLeafHashesByRangeSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
 		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)",
 			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},
 		{"existing leaf", selectExistingLeafSQL, []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},

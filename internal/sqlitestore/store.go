@@ -99,8 +99,11 @@ type Store struct {
 	log    *slog.Logger
 	writer *sql.DB // exactly one connection: all writes are serialised here
 	reader *sql.DB // read-only pool for snapshots
-	lock   *lockfile.Lock
-	queue  *queuer
+	// readStmts are the queries of read-only transactions, prepared on the readers: SQLite compiles a statement in
+	// about the time a short read takes, and every snapshot runs two or three. Keyed by their SQL text.
+	readStmts map[string]*sql.Stmt
+	lock      *lockfile.Lock
+	queue     *queuer
 
 	logStorage   *logStorage
 	seqStorage   *logStorage
@@ -214,6 +217,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.reader.PingContext(ctx); err != nil {
 		return fail(fmt.Errorf("sqlitestore: connecting reader: %w", err))
 	}
+	if err := s.prepareReadStmts(ctx); err != nil {
+		return fail(err)
+	}
 
 	s.logStorage = &logStorage{s: s}
 	s.seqStorage = &logStorage{s: s, sequencer: true}
@@ -221,6 +227,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.queue = newQueuer(s, cfg.MaxQueueBatch)
 	go s.queue.run()
 	return s, nil
+}
+
+// prepareReadStmts prepares the queries of read-only transactions on the readers. database/sql prepares each on
+// a reader connection the first time a transaction on that connection uses it (Tx.StmtContext), and keeps it.
+func (s *Store) prepareReadStmts(ctx context.Context) error {
+	s.readStmts = make(map[string]*sql.Stmt)
+	for _, q := range []string{selectLatestRootSQL, selectLeavesByRangeSQL, selectLeafHashesByRangeSQL, selectLeavesByMerkleHash(1)} {
+		st, err := s.reader.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: preparing read statement: %w", err)
+		}
+		s.readStmts[q] = st
+	}
+	return nil
 }
 
 func checkJournalMode(ctx context.Context, db *sql.DB) error {
@@ -277,6 +297,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var errs []error
+	for _, st := range s.readStmts {
+		errs = append(errs, st.Close())
+	}
 	if s.reader != nil {
 		if err := s.reader.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlitestore: closing readers: %w", err))

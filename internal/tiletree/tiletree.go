@@ -2,10 +2,11 @@
 // without a storage round trip per request however large the log grows.
 //
 // The tree is cut into tiles of 256 leaves. What is held whole grows with the log but slowly: the hash of every
-// full tile and of every subtree above them, 32 bytes per 128 leaves (250 KiB for a million leaves). The leaves and
-// the eight lower levels of hashes are held per tile, in a cache of the most recently used MaxTiles tiles (48 KiB
-// a tile); a tile not held is read back from storage and checked against its hash held above before it is used.
-// The last, partial tile is always held.
+// full tile and of every subtree above them, 32 bytes per 128 leaves (250 KiB for a million leaves). Below that,
+// tiles are held in a cache of bounded size, most recently used first. A tile the tree was given (Append) holds its
+// leaves and the eight lower levels of hashes (48 KiB); a tile read back from storage for a proof holds the hashes
+// only (16 KiB): they are all a proof needs, and reading them costs a fraction of reading the leaves. Whatever is
+// read back is checked against the tile's hash held above before it is used. The last, partial tile is always held.
 package tiletree
 
 import (
@@ -26,20 +27,27 @@ const (
 	tileHeight = 8
 	tileLeaves = 1 << tileHeight
 
-	// DefaultMaxTiles is how many full tiles a Tree holds by default: 12 MiB, the newest 65,536 leaves or any mix.
+	// DefaultMaxTiles is how many tiles with leaves a Tree holds by default: 12 MiB, the newest 65,536 leaves, or
+	// three times as many tiles of hashes only (196,608 leaves), or any mix.
 	DefaultMaxTiles = 256
+
+	// The cache's cost of a tile, in units of a third of a tile with leaves: its leaves take twice the space of its
+	// hashes (128 against 64 bytes a leaf, with the levels above).
+	costLeaves = 3
+	costHashes = 1
 )
 
-// Source reads leaves back from storage: leaves [start, start+count) of the log, or a prefix of them.
+// Source reads leaf hashes back from storage: those of leaves [start, start+count) of the log, or of a prefix.
 type Source interface {
-	GetLeaves(ctx context.Context, start, count uint64) ([]sigsum.Leaf, error)
+	LeafHashes(ctx context.Context, start, count uint64) ([]sigsum.Hash, error)
 }
 
 // Config configures a Tree.
 type Config struct {
 	// Source reads tiles that are no longer held; required.
 	Source Source
-	// MaxTiles bounds the full tiles held in memory (DefaultMaxTiles when 0).
+	// MaxTiles bounds the tiles held in memory (DefaultMaxTiles when 0): that many with their leaves, or three
+	// times as many tiles of hashes only.
 	MaxTiles int
 }
 
@@ -47,24 +55,43 @@ type Config struct {
 var ErrNotHeld = errors.New("tiletree: size beyond the tree held")
 
 // tile is up to 256 consecutive leaves starting at a multiple of 256, with the hashes of their complete subtrees:
-// levels[k][i] is the hash of the 2^k leaves from the tile's leaf i·2^k.
+// levels[k][i] is the hash of the 2^k leaves from the tile's leaf i·2^k. A tile of hashes only has no leaves.
 type tile struct {
 	leaves []sigsum.Leaf
 	levels [tileHeight][]sigsum.Hash
 }
 
-func newTile() *tile {
-	t := &tile{leaves: make([]sigsum.Leaf, 0, tileLeaves)}
+// newTile returns an empty tile, for leaves or, if hashesOnly, for leaf hashes.
+func newTile(hashesOnly bool) *tile {
+	t := &tile{}
+	if !hashesOnly {
+		t.leaves = make([]sigsum.Leaf, 0, tileLeaves)
+	}
 	for k := range t.levels {
 		t.levels[k] = make([]sigsum.Hash, 0, tileLeaves>>k)
 	}
 	return t
 }
 
+// hasLeaves reports whether the tile holds its leaves, not only their hashes.
+func (t *tile) hasLeaves() bool { return t.leaves != nil }
+
+// cost is the tile's share of the cache's bound.
+func (t *tile) cost() int {
+	if t.hasLeaves() {
+		return costLeaves
+	}
+	return costHashes
+}
+
 // append adds a leaf and completes the subtrees it closes; for the tile's last leaf it returns the tile's root.
 func (t *tile) append(leaf *sigsum.Leaf) (root sigsum.Hash, full bool) {
 	t.leaves = append(t.leaves, *leaf)
-	h := leaf.Hash()
+	return t.appendHash(leaf.Hash())
+}
+
+// appendHash adds the hash of the next leaf; the tile holds no leaves, or appendHash is called through append.
+func (t *tile) appendHash(h sigsum.Hash) (root sigsum.Hash, full bool) {
 	for k := 0; ; k++ {
 		t.levels[k] = append(t.levels[k], h)
 		n := len(t.levels[k])
@@ -85,8 +112,8 @@ func hashChildren(l, r *sigsum.Hash) sigsum.Hash {
 // Tree is the committed tree. Append adds leaves in order; the other methods are safe to call concurrently with it
 // and with each other.
 type Tree struct {
-	src      Source
-	maxTiles int
+	src     Source
+	maxCost int // bound of the cache: the sum of its tiles' costs
 
 	mu    sync.RWMutex
 	size  uint64
@@ -96,6 +123,7 @@ type Tree struct {
 	cacheMu sync.Mutex
 	cache   map[uint64]*list.Element // tile number → element of lru holding a *cached
 	lru     *list.List               // front: most recently used
+	cost    int                      // sum of the costs of the cached tiles
 	loading map[uint64]*load         // tiles being read from storage
 }
 
@@ -120,13 +148,13 @@ func New(cfg Config) (*Tree, error) {
 		return nil, fmt.Errorf("tiletree: MaxTiles %d: want >= 0", cfg.MaxTiles)
 	}
 	return &Tree{
-		src:      cfg.Source,
-		maxTiles: cmp.Or(cfg.MaxTiles, DefaultMaxTiles),
-		upper:    [][]sigsum.Hash{nil},
-		tail:     newTile(),
-		cache:    make(map[uint64]*list.Element),
-		lru:      list.New(),
-		loading:  make(map[uint64]*load),
+		src:     cfg.Source,
+		maxCost: cmp.Or(cfg.MaxTiles, DefaultMaxTiles) * costLeaves,
+		upper:   [][]sigsum.Hash{nil},
+		tail:    newTile(false),
+		cache:   make(map[uint64]*list.Element),
+		lru:     list.New(),
+		loading: make(map[uint64]*load),
 	}, nil
 }
 
@@ -148,7 +176,7 @@ func (t *Tree) Append(leaves []sigsum.Leaf) {
 			continue
 		}
 		t.put(uint64(len(t.upper[0])), t.tail)
-		t.tail = newTile()
+		t.tail = newTile(false)
 		// Complete every subtree above the tile that it closes.
 		for k := 0; ; k++ {
 			t.upper[k] = append(t.upper[k], root)
@@ -273,7 +301,7 @@ func (t *Tree) HeldLeaves(start, end uint64) ([]sigsum.Leaf, bool) {
 		var leaves []sigsum.Leaf
 		if n == fullTiles {
 			leaves = t.tail.leaves
-		} else if e, ok := t.cache[n]; ok {
+		} else if e, ok := t.cache[n]; ok && e.Value.(*cached).tile.hasLeaves() {
 			leaves = e.Value.(*cached).tile.leaves
 		} else {
 			return nil, false
@@ -317,25 +345,27 @@ func (t *Tree) tile(ctx context.Context, n uint64) (*tile, error) {
 	}
 }
 
-// read reads full tile n from storage and checks that its root is the one held.
+// read reads the leaf hashes of full tile n from storage into a tile of hashes only, and checks that its root is
+// the one held.
 func (t *Tree) read(ctx context.Context, n uint64) (*tile, error) {
 	t.mu.RLock()
 	want := t.upper[0][n]
 	t.mu.RUnlock()
-	tl := newTile()
+	tl := newTile(true)
 	var root sigsum.Hash
-	for len(tl.leaves) < tileLeaves {
-		start := n*tileLeaves + uint64(len(tl.leaves))
-		leaves, err := t.src.GetLeaves(ctx, start, tileLeaves-uint64(len(tl.leaves)))
+	for got := 0; got < tileLeaves; {
+		start := n*tileLeaves + uint64(got)
+		hs, err := t.src.LeafHashes(ctx, start, uint64(tileLeaves-got))
 		if err != nil {
 			return nil, fmt.Errorf("tiletree: reading tile %d: %w", n, err)
 		}
-		if len(leaves) == 0 || len(leaves) > tileLeaves-len(tl.leaves) {
-			return nil, fmt.Errorf("tiletree: reading tile %d: storage returned %d leaves from %d", n, len(leaves), start)
+		if len(hs) == 0 || len(hs) > tileLeaves-got {
+			return nil, fmt.Errorf("tiletree: reading tile %d: storage returned %d leaf hashes from %d", n, len(hs), start)
 		}
-		for i := range leaves {
-			root, _ = tl.append(&leaves[i])
+		for i := range hs {
+			root, _ = tl.appendHash(hs[i])
 		}
+		got += len(hs)
 	}
 	if root != want {
 		return nil, fmt.Errorf("tiletree: tile %d read from storage has root %s, the tree holds %s", n, root, want)
@@ -350,15 +380,20 @@ func (t *Tree) put(n uint64, tl *tile) {
 	t.putLocked(n, tl)
 }
 
+// putLocked caches tile n as the most recently used, and evicts the least recently used tiles beyond the bound
+// (never the one just put). A tile is put once: by Append when it fills, or read back after it was evicted.
 func (t *Tree) putLocked(n uint64, tl *tile) {
 	if e, ok := t.cache[n]; ok {
 		t.lru.MoveToFront(e)
 		return
 	}
 	t.cache[n] = t.lru.PushFront(&cached{n: n, tile: tl})
-	for t.lru.Len() > t.maxTiles {
+	t.cost += tl.cost()
+	for t.cost > t.maxCost && t.lru.Len() > 1 {
 		e := t.lru.Back()
-		delete(t.cache, e.Value.(*cached).n)
+		c := e.Value.(*cached)
+		delete(t.cache, c.n)
 		t.lru.Remove(e)
+		t.cost -= c.tile.cost()
 	}
 }

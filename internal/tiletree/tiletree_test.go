@@ -12,7 +12,7 @@ import (
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
-// leafSource serves leaves from a slice, at most batch a call (0: all asked), and counts the calls.
+// leafSource serves the hashes of leaves from a slice, at most batch a call (0: all asked), and counts the calls.
 type leafSource struct {
 	mu     sync.Mutex
 	leaves []sigsum.Leaf
@@ -21,7 +21,7 @@ type leafSource struct {
 	fail   error
 }
 
-func (s *leafSource) GetLeaves(_ context.Context, start, count uint64) ([]sigsum.Leaf, error) {
+func (s *leafSource) LeafHashes(_ context.Context, start, count uint64) ([]sigsum.Hash, error) {
 	s.calls.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -35,7 +35,11 @@ func (s *leafSource) GetLeaves(_ context.Context, start, count uint64) ([]sigsum
 	if start >= end {
 		return nil, nil
 	}
-	return append([]sigsum.Leaf(nil), s.leaves[start:end]...), nil
+	hs := make([]sigsum.Hash, 0, end-start)
+	for i := start; i < end; i++ {
+		hs = append(hs, s.leaves[i].Hash())
+	}
+	return hs, nil
 }
 
 func testLeaves(n int) ([]sigsum.Leaf, []sigsum.Hash) {
@@ -135,8 +139,8 @@ func TestProofs(t *testing.T) {
 			if tc.maxTiles == 1 && src.calls.Load() == 0 {
 				t.Error("no tile was read back from storage")
 			}
-			if tr.lru.Len() > tc.maxTiles {
-				t.Errorf("%d tiles held, bound %d", tr.lru.Len(), tc.maxTiles)
+			if tr.cost > tc.maxTiles*costLeaves {
+				t.Errorf("tiles of cost %d held, bound %d", tr.cost, tc.maxTiles*costLeaves)
 			}
 		})
 	}
@@ -155,7 +159,7 @@ func TestStorageDisagrees(t *testing.T) {
 	}{
 		{"changed leaf", func(s *leafSource) { s.leaves[5].Signature[0] ^= 1 }, "has root"},
 		{"storage error", func(s *leafSource) { s.fail = errors.New("disk on fire") }, "disk on fire"},
-		{"missing leaves", func(s *leafSource) { s.leaves = s.leaves[:100] }, "returned 0 leaves"},
+		{"missing leaves", func(s *leafSource) { s.leaves = s.leaves[:100] }, "returned 0 leaf hashes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -225,8 +229,58 @@ func TestConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if tr.lru.Len() > 2 {
-		t.Errorf("%d tiles held, bound 2", tr.lru.Len())
+	if tr.cost > 2*costLeaves {
+		t.Errorf("tiles of cost %d held, bound %d", tr.cost, 2*costLeaves)
+	}
+}
+
+// TestHashTiles: a tile read back for a proof holds hashes only, at a third of the cost of a tile with leaves, so
+// that the bound of one tile with leaves holds three of them; it serves proofs but not leaves.
+func TestHashTiles(t *testing.T) {
+	t.Parallel()
+	leaves, hs := testLeaves(5 * tileLeaves)
+	src := &leafSource{leaves: leaves}
+	tr := newTree(t, src, 1)
+	tr.Append(leaves) // holds tile 4, with leaves
+	ctx := context.Background()
+	size := uint64(len(leaves))
+	th := sigsum.TreeHead{Size: size, RootHash: sigsum.RootHash(hs)}
+	prove := func(i uint64) {
+		t.Helper()
+		p, err := tr.Inclusion(ctx, i, size)
+		if err != nil {
+			t.Fatalf("inclusion of %d: %v", i, err)
+		}
+		if err := p.Verify(hs[i], &th); err != nil {
+			t.Fatalf("inclusion of %d does not verify: %v", i, err)
+		}
+	}
+	for n := range uint64(3) {
+		prove(n*tileLeaves + 7)
+	}
+	if got := src.calls.Load(); got != 3 {
+		t.Fatalf("%d storage reads for proofs in three tiles, want 3", got)
+	}
+	for n := range uint64(3) {
+		c, ok := tr.cache[n]
+		if !ok {
+			t.Fatalf("tile %d read back is not held", n)
+		}
+		if c.Value.(*cached).tile.hasLeaves() {
+			t.Errorf("tile %d read back holds leaves", n)
+		}
+		if _, ok := tr.HeldLeaves(n*tileLeaves, n*tileLeaves+1); ok {
+			t.Errorf("leaves of tile %d served from a tile of hashes", n)
+		}
+	}
+	if _, ok := tr.cache[4]; ok || tr.cost != 3*costHashes {
+		t.Errorf("tile 4 held %v, cost %d: want the three tiles of hashes only, cost %d", ok, tr.cost, 3*costHashes)
+	}
+	for i := range uint64(3 * tileLeaves) {
+		prove(i)
+	}
+	if got := src.calls.Load(); got != 3 {
+		t.Errorf("%d storage reads after proofs of every leaf of the three tiles held, want 3", got)
 	}
 }
 

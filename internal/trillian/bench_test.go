@@ -218,3 +218,31 @@ func BenchmarkTreeHead(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTileRead compares reading one 256-leaf tile's worth of leaves with reading only their hashes.
+func BenchmarkTileRead(b *testing.B) {
+	const n = 10000
+	l := benchLog(b)
+	fill(b, l, newLeafMaker(b), n)
+	ctx := context.Background()
+	b.Run("leaves", func(b *testing.B) {
+		b.ReportAllocs()
+		i := uint64(0)
+		for b.Loop() {
+			if _, err := l.GetLeaves(ctx, (i%39)*256, 256); err != nil {
+				b.Fatal(err)
+			}
+			i += 7
+		}
+	})
+	b.Run("hashes", func(b *testing.B) {
+		b.ReportAllocs()
+		i := uint64(0)
+		for b.Loop() {
+			if _, err := l.embedded().leafHashes(ctx, (i%39)*256, 256); err != nil {
+				b.Fatal(err)
+			}
+			i += 7
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/trillian/storage"
 	"github.com/google/trillian/trees"
 	"github.com/google/trillian/types"
+	"github.com/transparency-dev/merkle/compact"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
@@ -125,4 +126,60 @@ func (d *directQueue) leaves(ctx context.Context, start, count uint64) ([]*tpb.L
 		return wrap("getting leaves", err)
 	})
 	return leaves, err
+}
+
+// maxLeafHashes bounds one read of leaf hashes (4 tiles of the storage).
+const maxLeafHashes = 1024
+
+// leafHashReader is a storage snapshot that reads leaf hashes by range without the leaves (sqlitestore's).
+type leafHashReader interface {
+	LeafHashesByRange(ctx context.Context, start, count int64) ([][]byte, error)
+}
+
+// leafHashes reads up to count Merkle leaf hashes of integrated leaves from index start out of a snapshot of the
+// storage: the bottom level of the tree's stored tiles, without the leaves.
+func (d *directQueue) leafHashes(ctx context.Context, start, count uint64) ([]sigsum.Hash, error) {
+	switch {
+	case count == 0:
+		return nil, errors.New("getting leaf hashes: count 0, want > 0")
+	case start > math.MaxInt64:
+		return nil, fmt.Errorf("getting leaf hashes: %w: start %d", ErrOutOfRange, start)
+	}
+	var out []sigsum.Hash
+	err := d.snapshot(ctx, "getting leaf hashes", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
+		if start >= size {
+			return nil
+		}
+		n := min(count, size-start, maxLeafHashes)
+		if r, ok := tx.(leafHashReader); ok {
+			hs, err := r.LeafHashesByRange(ctx, int64(start), int64(n))
+			if err != nil {
+				return wrap("getting leaf hashes", err)
+			}
+			if out, err = hashes(hs); err != nil {
+				return fmt.Errorf("getting leaf hashes: %w", err)
+			}
+			return nil
+		}
+		ids := make([]compact.NodeID, n)
+		for i := range ids {
+			ids[i] = compact.NewNodeID(0, start+uint64(i))
+		}
+		nodes, err := tx.GetMerkleNodes(ctx, ids)
+		if err != nil {
+			return wrap("getting leaf hashes", err)
+		}
+		if len(nodes) != len(ids) {
+			return fmt.Errorf("getting leaf hashes from %d: storage returned %d of %d", start, len(nodes), len(ids))
+		}
+		out = make([]sigsum.Hash, n)
+		for i, nd := range nodes {
+			if nd.ID != ids[i] || len(nd.Hash) != sigsum.HashSize {
+				return fmt.Errorf("getting leaf hashes: node %d of %d is %v with %d bytes", i, n, nd.ID, len(nd.Hash))
+			}
+			out[i] = sigsum.Hash(nd.Hash)
+		}
+		return nil
+	})
+	return out, err
 }

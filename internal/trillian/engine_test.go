@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,15 @@ func TestPrimaryTree(t *testing.T) {
 			if _, err := l.GetLeaves(ctx, 0, 0); err == nil {
 				t.Error("GetLeaves of no leaves succeeded")
 			}
+			if hs, err := l.LeafHashes(ctx, 2, 100); err != nil || !slices.Equal(hs, leafHashes(leaves[2:])) {
+				t.Errorf("LeafHashes(2, 100) = %d hashes, %v; want those of leaves 2 to 6", len(hs), err)
+			}
+			if _, err := l.LeafHashes(ctx, 7, 1); !errors.Is(err, ErrOutOfRange) {
+				t.Errorf("LeafHashes past the end: %v, want ErrOutOfRange", err)
+			}
+			if _, err := l.LeafHashes(ctx, 0, 0); err == nil {
+				t.Error("LeafHashes of no leaves succeeded")
+			}
 			for i := range leaves {
 				p, err := l.InclusionProof(ctx, 7, leaves[i].Hash())
 				if err != nil {
@@ -211,6 +221,12 @@ func testSecondaryTree(t *testing.T, storage string) {
 	if got, err := l.GetLeaves(ctx, 4, 1); !errors.Is(err, ErrOutOfRange) {
 		t.Errorf("GetLeaves(4, 1) at the end of the tree = %d leaves, %v; want ErrOutOfRange", len(got), err)
 	}
+	if hs, err := l.LeafHashes(ctx, 2, 100); err != nil || !slices.Equal(hs, leafHashes(leaves[2:4])) {
+		t.Errorf("LeafHashes(2, 100) = %d hashes, %v; want those of leaves 2 and 3", len(hs), err)
+	}
+	if hs, err := l.LeafHashes(ctx, 4, 1); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("LeafHashes(4, 1) at the end of the tree = %d hashes, %v; want ErrOutOfRange", len(hs), err)
+	}
 	if i, err := l.LeafIndex(ctx, leaves[2].Hash()); err != nil || i != 2 {
 		t.Errorf("LeafIndex(leaf 2) = %d, %v; want 2", i, err)
 	}
@@ -240,6 +256,59 @@ func testSecondaryTree(t *testing.T, storage string) {
 	}
 	if n, err := e.PendingSequencedLeaves(ctx, l.TreeID()); err != nil || n != 0 {
 		t.Errorf("pending = %d, %v; want 0", n, err)
+	}
+}
+
+// TestLeafHashesAcrossTiles reads leaf hashes of full and partial storage tiles (256 leaves each), across their
+// edges, and a read longer than one call returns, and checks them against the hashes of the leaves GetLeaves reads.
+func TestLeafHashesAcrossTiles(t *testing.T) {
+	t.Parallel()
+	leaves := testLeaves(t, 2*256+300)
+	n := uint64(len(leaves))
+	for _, storage := range testStores(t, "memory:") {
+		t.Run(strings.Split(storage, ":")[0], func(t *testing.T) {
+			ctx := context.Background()
+			e := startEngine(t, storage)
+			l, err := e.OpenTree(ctx, TreeConfig{IDFile: filepath.Join(t.TempDir(), "tree-id"), Type: tpb.TreeType_LOG, Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := make(chan error, 8)
+			for w := range 8 {
+				go func() {
+					for i := w; i < len(leaves); i += 8 {
+						if _, err := l.QueueLeaf(ctx, &leaves[i]); err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range 8 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitSize(t, l, n)
+			var stored []sigsum.Leaf // in the order the sequencer chose
+			for uint64(len(stored)) < n {
+				got, err := l.GetLeaves(ctx, uint64(len(stored)), n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored = append(stored, got...)
+			}
+			want := leafHashes(stored)
+			for _, r := range [][2]uint64{{0, 256}, {256, 256}, {250, 20}, {511, 2}, {700, 500}, {0, n}, {n - 1, 1}} {
+				start, count := r[0], r[1]
+				got, err := l.LeafHashes(ctx, start, count)
+				end := min(start+count, n, start+maxLeafHashes)
+				if err != nil || !slices.Equal(got, want[start:end]) {
+					t.Errorf("LeafHashes(%d, %d) = %d hashes, %v; want those of leaves %d to %d", start, count, len(got), err, start, end-1)
+				}
+			}
+		})
 	}
 }
 
