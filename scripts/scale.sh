@@ -9,8 +9,10 @@
 #     holds once it has served reads, not the heap's high-water mark from the fill (which is fill_rss_mib, read
 #     just before the restart). One line per size and mode:
 #       measure=curve size=N mode=M rps=R p50_ms=A p99_ms=B rss_mib=M fill_rss_mib=F errors=E
-#     The read modes verify the first SCALE_SETUP_LEAVES leaves before they run (so setup stays small at 10^6);
-#     inclusion proofs are asked for those leaves, consistency proofs from sizes up to that count.
+#     The read modes fetch and verify the first SCALE_SETUP_LEAVES leaves before they run: by default the whole
+#     tree (up to 2^20 leaves), so that inclusion proofs are asked for leaves drawn from all of it and consistency
+#     proofs from old sizes across it, most of them in tiles the primary no longer holds. A smaller count asks
+#     about the oldest leaves only, a working set the primary soon holds whole.
 #     Each growth step prints measure=fill from=A to=B secs=S leaves_per_s=R errors=E.
 #  2. Catch-up. Once the tree holds SCALE_LEAVES leaves, a fresh secondary is initialised and started against the
 #     primary's internal listener; its get-secondary-tree-head is polled every 100 ms until it holds them all:
@@ -23,7 +25,7 @@
 # catch-up by SCALE_CATCHUP_TIMEOUT. Every process started here is stopped on exit.
 #
 # Knobs (environment): SCALE_LEAVES (1000000), SCALE_SIZES ("1000 10000 100000 1000000"), SCALE_READ_MODES
-# ("inclusion consistency get-tree-head"), SCALE_READ_C (8), SCALE_READ_DURATION (5s), SCALE_SETUP_LEAVES (4096),
+# ("inclusion consistency get-tree-head"), SCALE_READ_C (8), SCALE_READ_DURATION (5s), SCALE_SETUP_LEAVES (1048576),
 # SCALE_FILL_C (64), SCALE_FILL_DURATION (most time one fill step sends new leaves, 1h), SCALE_FILL_DRAIN (60s),
 # SCALE_INTERVAL (the primary's rotation interval, 1s), SCALE_CATCHUP_TIMEOUT (seconds, 600), SCALE_PORT (first of
 # four loopback ports, 19965), SCALE_BIN (where sigsumd, sigsumctl and sigsum-bench are, ./bin), SCALE_DIR (state; default a new temporary directory, removed on exit unless
@@ -36,7 +38,7 @@ sizes=${SCALE_SIZES:-1000 10000 100000 1000000}
 modes=${SCALE_READ_MODES:-inclusion consistency get-tree-head}
 read_c=${SCALE_READ_C:-8}
 read_duration=${SCALE_READ_DURATION:-5s}
-setup_leaves=${SCALE_SETUP_LEAVES:-4096}
+setup_leaves=${SCALE_SETUP_LEAVES:-1048576}
 fill_c=${SCALE_FILL_C:-64}
 fill_duration=${SCALE_FILL_DURATION:-1h}
 fill_drain=${SCALE_FILL_DRAIN:-60s}

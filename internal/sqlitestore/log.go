@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/trillian"
@@ -156,6 +158,7 @@ func (ls *logStorage) begin(ctx context.Context, t *trillian.Tree, readonly bool
 		tx:         sqlTx,
 		readonly:   readonly,
 		stmts:      stmts,
+		lastRoot:   &ls.s.lastRoot,
 		treeID:     t.TreeId,
 		treeType:   t.TreeType,
 		cache:      cache.NewLogSubtreeCache(rfc6962.DefaultHasher),
@@ -257,7 +260,8 @@ type logTX struct {
 	tx       *sql.Tx
 	readonly bool
 	closed   bool
-	stmts    map[string]*sql.Stmt // statements prepared for read-only transactions (Store.readStmts)
+	stmts    map[string]*sql.Stmt         // statements prepared for read-only transactions (Store.readStmts)
+	lastRoot *atomic.Pointer[encodedRoot] // Store.lastRoot
 
 	treeID   int64
 	treeType trillian.TreeType
@@ -302,14 +306,28 @@ func (t *logTX) fetchLatestRoot(ctx context.Context) error {
 		return fmt.Errorf("sqlitestore: reading latest root of tree %d: %w", t.treeID, err)
 	}
 	t.root = types.LogRootV1{RootHash: hash, TimestampNanos: uint64(ts), TreeSize: uint64(size)}
-	// LogRootV1 has a deterministic encoding, so the root is rebuilt exactly.
+	t.readRev = rev
+	// LogRootV1 has a deterministic encoding, so the root is rebuilt exactly. Its encoder works by reflection, and
+	// a snapshot of a tree that has not changed since the last one reuses the last encoding.
+	last := t.lastRoot.Load()
+	if last != nil && last.treeID == t.treeID && last.rev == rev && last.ts == ts && last.size == size &&
+		bytes.Equal(last.hash, hash) {
+		t.slr = &trillian.SignedLogRoot{LogRoot: last.enc}
+		return nil
+	}
 	b, err := t.root.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("sqlitestore: encoding root of tree %d: %w", t.treeID, err)
 	}
+	t.lastRoot.Store(&encodedRoot{treeID: t.treeID, rev: rev, ts: ts, size: size, hash: hash, enc: b})
 	t.slr = &trillian.SignedLogRoot{LogRoot: b}
-	t.readRev = rev
 	return nil
+}
+
+// encodedRoot is a tree's root as read, and its encoding.
+type encodedRoot struct {
+	treeID, rev, ts, size int64
+	hash, enc             []byte
 }
 
 func (t *logTX) writable() error {

@@ -102,8 +102,10 @@ type Store struct {
 	// readStmts are the queries of read-only transactions, prepared on the readers: SQLite compiles a statement in
 	// about the time a short read takes, and every snapshot runs two or three. Keyed by their SQL text.
 	readStmts map[string]*sql.Stmt
-	lock      *lockfile.Lock
-	queue     *queuer
+	// lastRoot is the root a transaction read last, with its encoding (see fetchLatestRoot).
+	lastRoot atomic.Pointer[encodedRoot]
+	lock     *lockfile.Lock
+	queue    *queuer
 
 	logStorage   *logStorage
 	seqStorage   *logStorage

@@ -1,12 +1,12 @@
 // Package tiletree holds a log's committed Merkle tree in bounded memory, so that proofs and leaves are served
 // without a storage round trip per request however large the log grows.
 //
-// The tree is cut into tiles of 256 leaves. What is held whole grows with the log but slowly: the hash of every
-// full tile and of every subtree above them, 32 bytes per 128 leaves (250 KiB for a million leaves). Below that,
-// tiles are held in a cache of bounded size, most recently used first. A tile the tree was given (Append) holds its
-// leaves and the eight lower levels of hashes (48 KiB); a tile read back from storage for a proof holds the hashes
-// only (16 KiB): they are all a proof needs, and reading them costs a fraction of reading the leaves. Whatever is
-// read back is checked against the tile's hash held above before it is used. The last, partial tile is always held.
+// The tree is cut into groups of 32 leaves, and into tiles of 256. What is held whole grows with the log, but
+// slowly: the hash of every complete group and of every complete subtree above the groups, 32 bytes per 16 leaves
+// (2 MiB for a million leaves). The leaves, and the hashes below the groups, are held for the last, partial tile
+// and for the MaxTiles tiles completed last (48 KiB a tile). A proof that needs a node below a group of a tile not
+// held reads that group's 32 leaf hashes from storage and checks them against the group's hash before it uses them:
+// one short read, where reading back a whole tile took eight times as many rows. Nothing read is kept.
 package tiletree
 
 import (
@@ -26,15 +26,13 @@ import (
 const (
 	tileHeight = 8
 	tileLeaves = 1 << tileHeight
+	// groupHeight is the lowest level whose hashes are all held: a proof in a tile not held reads the 2^groupHeight
+	// leaf hashes below one of them. A level lower would halve that read and double what is held.
+	groupHeight = 5
+	groupLeaves = 1 << groupHeight
 
-	// DefaultMaxTiles is how many tiles with leaves a Tree holds by default: 12 MiB, the newest 65,536 leaves, or
-	// three times as many tiles of hashes only (196,608 leaves), or any mix.
+	// DefaultMaxTiles is how many completed tiles a Tree holds by default: 12 MiB, the newest 65,536 leaves.
 	DefaultMaxTiles = 256
-
-	// The cache's cost of a tile, in units of a third of a tile with leaves: its leaves take twice the space of its
-	// hashes (128 against 64 bytes a leaf, with the levels above).
-	costLeaves = 3
-	costHashes = 1
 )
 
 // Source reads leaf hashes back from storage: those of leaves [start, start+count) of the log, or of a prefix.
@@ -44,99 +42,82 @@ type Source interface {
 
 // Config configures a Tree.
 type Config struct {
-	// Source reads tiles that are no longer held; required.
+	// Source reads the leaf hashes of groups whose tile is not held; required.
 	Source Source
-	// MaxTiles bounds the tiles held in memory (DefaultMaxTiles when 0): that many with their leaves, or three
-	// times as many tiles of hashes only.
+	// MaxTiles bounds the completed tiles held in memory (DefaultMaxTiles when 0).
 	MaxTiles int
 }
 
 // ErrNotHeld is returned for a size beyond the leaves the tree has been given.
 var ErrNotHeld = errors.New("tiletree: size beyond the tree held")
 
-// tile is up to 256 consecutive leaves starting at a multiple of 256, with the hashes of their complete subtrees:
-// levels[k][i] is the hash of the 2^k leaves from the tile's leaf i·2^k. A tile of hashes only has no leaves.
+// tile is up to 256 consecutive leaves starting at a multiple of 256, with the hashes of their complete subtrees
+// below the groups: levels[k][i] is the hash of the 2^k leaves from the tile's leaf i·2^k.
 type tile struct {
 	leaves []sigsum.Leaf
-	levels [tileHeight][]sigsum.Hash
+	levels [groupHeight][]sigsum.Hash
 }
 
-// newTile returns an empty tile, for leaves or, if hashesOnly, for leaf hashes.
-func newTile(hashesOnly bool) *tile {
-	t := &tile{}
-	if !hashesOnly {
-		t.leaves = make([]sigsum.Leaf, 0, tileLeaves)
-	}
+func newTile() *tile {
+	t := &tile{leaves: make([]sigsum.Leaf, 0, tileLeaves)}
 	for k := range t.levels {
 		t.levels[k] = make([]sigsum.Hash, 0, tileLeaves>>k)
 	}
 	return t
 }
 
-// hasLeaves reports whether the tile holds its leaves, not only their hashes.
-func (t *tile) hasLeaves() bool { return t.leaves != nil }
-
-// cost is the tile's share of the cache's bound.
-func (t *tile) cost() int {
-	if t.hasLeaves() {
-		return costLeaves
-	}
-	return costHashes
-}
-
-// append adds a leaf and completes the subtrees it closes; for the tile's last leaf it returns the tile's root.
-func (t *tile) append(leaf *sigsum.Leaf) (root sigsum.Hash, full bool) {
+// append adds a leaf and completes the subtrees it closes; for a group's last leaf it returns the group's hash.
+func (t *tile) append(leaf *sigsum.Leaf) (group sigsum.Hash, full bool) {
 	t.leaves = append(t.leaves, *leaf)
-	return t.appendHash(leaf.Hash())
+	return appendHash(t.levels[:], leaf.Hash())
 }
 
-// appendHash adds the hash of the next leaf; the tile holds no leaves, or appendHash is called through append.
-func (t *tile) appendHash(h sigsum.Hash) (root sigsum.Hash, full bool) {
-	for k := 0; ; k++ {
-		t.levels[k] = append(t.levels[k], h)
-		n := len(t.levels[k])
+// appendHash adds the hash of the next leaf to levels, a tile's or a group's, and completes the subtrees it closes;
+// for the last leaf of a group it returns the group's hash.
+func appendHash(levels [][]sigsum.Hash, h sigsum.Hash) (group sigsum.Hash, full bool) {
+	for k := range levels {
+		levels[k] = append(levels[k], h)
+		n := len(levels[k])
 		if n%2 == 1 {
 			return sigsum.Hash{}, false
 		}
-		h = hashChildren(&t.levels[k][n-2], &t.levels[k][n-1])
-		if k+1 == tileHeight {
-			return h, true
-		}
+		h = hashChildren(&levels[k][n-2], &levels[k][n-1])
 	}
+	return h, true
 }
 
 func hashChildren(l, r *sigsum.Hash) sigsum.Hash {
 	return sigsum.Hash(rfc6962.DefaultHasher.HashChildren(l[:], r[:]))
 }
 
+// node returns the hash of node (level, index) of the whole tree, below the groups and in this tile.
+func (t *tile) node(level uint, index uint64) (*sigsum.Hash, bool) {
+	i := index & (tileLeaves>>level - 1)
+	if i >= uint64(len(t.levels[level])) {
+		return nil, false
+	}
+	return &t.levels[level][i], true
+}
+
 // Tree is the committed tree. Append adds leaves in order; the other methods are safe to call concurrently with it
 // and with each other.
 type Tree struct {
-	src     Source
-	maxCost int // bound of the cache: the sum of its tiles' costs
+	src      Source
+	maxTiles int
 
 	mu    sync.RWMutex
 	size  uint64
-	upper [][]sigsum.Hash // upper[k][i]: hash of the 2^(8+k) leaves from leaf i·2^(8+k); upper[0] are tile roots
+	upper [][]sigsum.Hash // upper[k][i]: hash of the 2^(5+k) leaves from leaf i·2^(5+k); upper[0] are group hashes
 	tail  *tile           // the leaves past the last full tile
 
 	cacheMu sync.Mutex
 	cache   map[uint64]*list.Element // tile number → element of lru holding a *cached
 	lru     *list.List               // front: most recently used
-	cost    int                      // sum of the costs of the cached tiles
-	loading map[uint64]*load         // tiles being read from storage
 }
 
 type cached struct {
 	n    uint64
 	tile *tile
-}
-
-// load is one read of a tile from storage, which concurrent askers wait for.
-type load struct {
-	done chan struct{}
-	tile *tile
-	err  error
 }
 
 // New returns an empty tree.
@@ -148,13 +129,12 @@ func New(cfg Config) (*Tree, error) {
 		return nil, fmt.Errorf("tiletree: MaxTiles %d: want >= 0", cfg.MaxTiles)
 	}
 	return &Tree{
-		src:     cfg.Source,
-		maxCost: cmp.Or(cfg.MaxTiles, DefaultMaxTiles) * costLeaves,
-		upper:   [][]sigsum.Hash{nil},
-		tail:    newTile(false),
-		cache:   make(map[uint64]*list.Element),
-		lru:     list.New(),
-		loading: make(map[uint64]*load),
+		src:      cfg.Source,
+		maxTiles: cmp.Or(cfg.MaxTiles, DefaultMaxTiles),
+		upper:    [][]sigsum.Hash{nil},
+		tail:     newTile(),
+		cache:    make(map[uint64]*list.Element),
+		lru:      list.New(),
 	}, nil
 }
 
@@ -175,9 +155,7 @@ func (t *Tree) Append(leaves []sigsum.Leaf) {
 		if !full {
 			continue
 		}
-		t.put(uint64(len(t.upper[0])), t.tail)
-		t.tail = newTile(false)
-		// Complete every subtree above the tile that it closes.
+		// Complete every subtree above the group that it closes.
 		for k := 0; ; k++ {
 			t.upper[k] = append(t.upper[k], root)
 			n := len(t.upper[k])
@@ -188,6 +166,10 @@ func (t *Tree) Append(leaves []sigsum.Leaf) {
 			if k+1 == len(t.upper) {
 				t.upper = append(t.upper, nil)
 			}
+		}
+		if len(t.tail.leaves) == tileLeaves {
+			t.put(t.size/tileLeaves-1, t.tail)
+			t.tail = newTile()
 		}
 	}
 }
@@ -215,16 +197,17 @@ func (t *Tree) Consistency(ctx context.Context, oldSize, newSize uint64) (sigsum
 // path gathers the node hashes of a proof in a tree of size size and rehashes them into the proof's path.
 func (t *Tree) path(ctx context.Context, nodes proof.Nodes, size uint64) ([]sigsum.Hash, error) {
 	hs := make([][]byte, len(nodes.IDs))
-	var from map[uint64][]int // full tile → positions of nodes under it
+	var cold map[uint64][]int // group of a tile not held → positions of nodes below it
 	t.mu.RLock()
 	if size > t.size {
 		t.mu.RUnlock()
 		return nil, fmt.Errorf("%w: size %d, %d leaves held", ErrNotHeld, size, t.size)
 	}
-	fullTiles := uint64(len(t.upper[0]))
+	tailTile := t.size / tileLeaves
+	var groups []sigsum.Hash // the group hashes, for checking what is read of the cold ones
 	for i, id := range nodes.IDs {
-		if id.Level >= tileHeight {
-			k := int(id.Level - tileHeight)
+		if id.Level >= groupHeight {
+			k := int(id.Level - groupHeight)
 			if k >= len(t.upper) || id.Index >= uint64(len(t.upper[k])) {
 				t.mu.RUnlock()
 				return nil, fmt.Errorf("tiletree: node %d/%d not in a tree of %d leaves", id.Level, id.Index, t.size)
@@ -233,33 +216,37 @@ func (t *Tree) path(ctx context.Context, nodes proof.Nodes, size uint64) ([]sigs
 			hs[i] = h[:]
 			continue
 		}
-		n := id.Index >> (tileHeight - id.Level)
-		if n < fullTiles {
-			if from == nil {
-				from = make(map[uint64][]int)
+		var h *sigsum.Hash
+		ok := false
+		if n := id.Index >> (tileHeight - id.Level); n == tailTile {
+			h, ok = t.tail.node(id.Level, id.Index)
+			if !ok {
+				t.mu.RUnlock()
+				return nil, fmt.Errorf("tiletree: node %d/%d not in a tree of %d leaves", id.Level, id.Index, t.size)
 			}
-			from[n] = append(from[n], i)
+		} else {
+			h, ok = t.held(n, id.Level, id.Index)
+		}
+		if ok {
+			hs[i] = h[:]
 			continue
 		}
-		h, ok := t.tail.node(id.Level, id.Index)
-		if !ok {
-			t.mu.RUnlock()
-			return nil, fmt.Errorf("tiletree: node %d/%d not in a tree of %d leaves", id.Level, id.Index, t.size)
+		if cold == nil {
+			cold = make(map[uint64][]int)
+			groups = t.upper[0]
 		}
-		hs[i] = h[:]
+		g := id.Index >> (groupHeight - id.Level)
+		cold[g] = append(cold[g], i)
 	}
 	t.mu.RUnlock()
-	for n, positions := range from {
-		tl, err := t.tile(ctx, n)
+	for g, positions := range cold {
+		levels, err := t.readGroup(ctx, g, groups[g])
 		if err != nil {
 			return nil, err
 		}
 		for _, i := range positions {
-			h, ok := tl.node(nodes.IDs[i].Level, nodes.IDs[i].Index)
-			if !ok {
-				return nil, fmt.Errorf("tiletree: node %d/%d missing from full tile %d", nodes.IDs[i].Level, nodes.IDs[i].Index, n)
-			}
-			hs[i] = h[:]
+			id := nodes.IDs[i]
+			hs[i] = levels[id.Level][id.Index&(groupLeaves>>id.Level-1)][:]
 		}
 	}
 	path, err := nodes.Rehash(hs, rfc6962.DefaultHasher.HashChildren)
@@ -273,13 +260,45 @@ func (t *Tree) path(ctx context.Context, nodes proof.Nodes, size uint64) ([]sigs
 	return out, nil
 }
 
-// node returns the hash of node (level, index) of the whole tree, which must lie in this tile.
-func (t *tile) node(level uint, index uint64) (*sigsum.Hash, bool) {
-	i := index & (tileLeaves>>level - 1)
-	if i >= uint64(len(t.levels[level])) {
+// held returns the hash of node (level, index), below the groups, from completed tile n if that is held.
+func (t *Tree) held(n uint64, level uint, index uint64) (*sigsum.Hash, bool) {
+	t.cacheMu.Lock()
+	defer t.cacheMu.Unlock()
+	e, ok := t.cache[n]
+	if !ok {
 		return nil, false
 	}
-	return &t.levels[level][i], true
+	t.lru.MoveToFront(e)
+	return e.Value.(*cached).tile.node(level, index)
+}
+
+// readGroup reads the leaf hashes of group g from storage, checks that they hash to want, the group's hash held,
+// and returns the levels of hashes below the group.
+func (t *Tree) readGroup(ctx context.Context, g uint64, want sigsum.Hash) ([][]sigsum.Hash, error) {
+	levels := make([][]sigsum.Hash, groupHeight)
+	for k := range levels {
+		levels[k] = make([]sigsum.Hash, 0, groupLeaves>>k)
+	}
+	var root sigsum.Hash
+	for len(levels[0]) < groupLeaves {
+		start := g*groupLeaves + uint64(len(levels[0]))
+		left := groupLeaves - len(levels[0])
+		hs, err := t.src.LeafHashes(ctx, start, uint64(left))
+		if err != nil {
+			return nil, fmt.Errorf("tiletree: reading leaf hashes from %d: %w", start, err)
+		}
+		if len(hs) == 0 || len(hs) > left {
+			return nil, fmt.Errorf("tiletree: reading leaf hashes from %d: storage returned %d of %d", start, len(hs), left)
+		}
+		for i := range hs {
+			root, _ = appendHash(levels, hs[i])
+		}
+	}
+	if root != want {
+		return nil, fmt.Errorf("tiletree: leaves %d to %d in storage hash to %s, the tree holds %s",
+			g*groupLeaves, (g+1)*groupLeaves-1, root, want)
+	}
+	return levels, nil
 }
 
 // HeldLeaves returns the leaves [start, end) if the tree holds them all in memory, without reading storage or
@@ -291,7 +310,7 @@ func (t *Tree) HeldLeaves(start, end uint64) ([]sigsum.Leaf, bool) {
 	if start >= end || end > t.size {
 		return nil, false
 	}
-	fullTiles := uint64(len(t.upper[0]))
+	tailTile := t.size / tileLeaves
 	out := make([]sigsum.Leaf, 0, end-start)
 	t.cacheMu.Lock()
 	defer t.cacheMu.Unlock()
@@ -299,9 +318,9 @@ func (t *Tree) HeldLeaves(start, end uint64) ([]sigsum.Leaf, bool) {
 		n := start / tileLeaves
 		first, last := start-n*tileLeaves, min(end-n*tileLeaves, tileLeaves)
 		var leaves []sigsum.Leaf
-		if n == fullTiles {
+		if n == tailTile {
 			leaves = t.tail.leaves
-		} else if e, ok := t.cache[n]; ok && e.Value.(*cached).tile.hasLeaves() {
+		} else if e, ok := t.cache[n]; ok {
 			leaves = e.Value.(*cached).tile.leaves
 		} else {
 			return nil, false
@@ -312,88 +331,14 @@ func (t *Tree) HeldLeaves(start, end uint64) ([]sigsum.Leaf, bool) {
 	return out, true
 }
 
-// tile returns full tile n from the cache, or else reads it from storage (once, however many ask at the same time)
-// and checks it against the tree held.
-func (t *Tree) tile(ctx context.Context, n uint64) (*tile, error) {
-	t.cacheMu.Lock()
-	if e, ok := t.cache[n]; ok {
-		t.lru.MoveToFront(e)
-		t.cacheMu.Unlock()
-		return e.Value.(*cached).tile, nil
-	}
-	l, ok := t.loading[n]
-	if !ok {
-		l = &load{done: make(chan struct{})}
-		t.loading[n] = l
-		t.cacheMu.Unlock()
-		l.tile, l.err = t.read(ctx, n)
-		t.cacheMu.Lock()
-		delete(t.loading, n)
-		if l.err == nil {
-			t.putLocked(n, l.tile)
-		}
-		t.cacheMu.Unlock()
-		close(l.done)
-		return l.tile, l.err
-	}
-	t.cacheMu.Unlock()
-	select {
-	case <-l.done:
-		return l.tile, l.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// read reads the leaf hashes of full tile n from storage into a tile of hashes only, and checks that its root is
-// the one held.
-func (t *Tree) read(ctx context.Context, n uint64) (*tile, error) {
-	t.mu.RLock()
-	want := t.upper[0][n]
-	t.mu.RUnlock()
-	tl := newTile(true)
-	var root sigsum.Hash
-	for got := 0; got < tileLeaves; {
-		start := n*tileLeaves + uint64(got)
-		hs, err := t.src.LeafHashes(ctx, start, uint64(tileLeaves-got))
-		if err != nil {
-			return nil, fmt.Errorf("tiletree: reading tile %d: %w", n, err)
-		}
-		if len(hs) == 0 || len(hs) > tileLeaves-got {
-			return nil, fmt.Errorf("tiletree: reading tile %d: storage returned %d leaf hashes from %d", n, len(hs), start)
-		}
-		for i := range hs {
-			root, _ = tl.appendHash(hs[i])
-		}
-		got += len(hs)
-	}
-	if root != want {
-		return nil, fmt.Errorf("tiletree: tile %d read from storage has root %s, the tree holds %s", n, root, want)
-	}
-	return tl, nil
-}
-
-// put caches full tile n as the most recently used.
+// put caches completed tile n as the most recently used, evicting the least recently used beyond the bound.
 func (t *Tree) put(n uint64, tl *tile) {
 	t.cacheMu.Lock()
 	defer t.cacheMu.Unlock()
-	t.putLocked(n, tl)
-}
-
-// putLocked caches tile n as the most recently used, and evicts the least recently used tiles beyond the bound
-// (never the one just put). A tile is put once: by Append when it fills, or read back after it was evicted.
-func (t *Tree) putLocked(n uint64, tl *tile) {
-	if e, ok := t.cache[n]; ok {
-		t.lru.MoveToFront(e)
-		return
-	}
 	t.cache[n] = t.lru.PushFront(&cached{n: n, tile: tl})
-	t.cost += tl.cost()
-	for t.cost > t.maxCost && t.lru.Len() > 1 {
+	for t.lru.Len() > t.maxTiles {
 		e := t.lru.Back()
-		c := e.Value.(*cached)
-		delete(t.cache, c.n)
+		delete(t.cache, e.Value.(*cached).n)
 		t.lru.Remove(e)
-		t.cost -= c.tile.cost()
 	}
 }

@@ -18,11 +18,13 @@ type leafSource struct {
 	leaves []sigsum.Leaf
 	batch  uint64
 	calls  atomic.Int64
+	asked  atomic.Uint64 // count of the last call
 	fail   error
 }
 
 func (s *leafSource) LeafHashes(_ context.Context, start, count uint64) ([]sigsum.Hash, error) {
 	s.calls.Add(1)
+	s.asked.Store(count)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -139,15 +141,15 @@ func TestProofs(t *testing.T) {
 			if tc.maxTiles == 1 && src.calls.Load() == 0 {
 				t.Error("no tile was read back from storage")
 			}
-			if tr.cost > tc.maxTiles*costLeaves {
-				t.Errorf("tiles of cost %d held, bound %d", tr.cost, tc.maxTiles*costLeaves)
+			if tr.lru.Len() > tc.maxTiles {
+				t.Errorf("%d tiles held, bound %d", tr.lru.Len(), tc.maxTiles)
 			}
 		})
 	}
 }
 
-// TestStorageDisagrees: a tile whose leaves in storage differ from the ones the tree was given is refused, and so
-// are storage errors and short reads; none of them is cached.
+// TestStorageDisagrees: leaf hashes in storage that differ from the leaves the tree was given are refused, and so
+// are storage errors and short reads.
 func TestStorageDisagrees(t *testing.T) {
 	t.Parallel()
 	leaves, _ := testLeaves(2*tileLeaves + 1)
@@ -157,9 +159,9 @@ func TestStorageDisagrees(t *testing.T) {
 		mutate func(*leafSource)
 		want   string
 	}{
-		{"changed leaf", func(s *leafSource) { s.leaves[5].Signature[0] ^= 1 }, "has root"},
+		{"changed leaf", func(s *leafSource) { s.leaves[5].Signature[0] ^= 1 }, "in storage hash to"},
 		{"storage error", func(s *leafSource) { s.fail = errors.New("disk on fire") }, "disk on fire"},
-		{"missing leaves", func(s *leafSource) { s.leaves = s.leaves[:100] }, "returned 0 leaf hashes"},
+		{"missing leaves", func(s *leafSource) { s.leaves = s.leaves[:2] }, "storage returned 0 of"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -168,13 +170,13 @@ func TestStorageDisagrees(t *testing.T) {
 			tr.Append(leaves) // tile 1 evicts tile 0
 			tc.mutate(src)
 			if _, err := tr.Inclusion(ctx, 3, tr.Size()); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("inclusion through a bad tile: %v, want %q", err, tc.want)
+				t.Errorf("inclusion through bad leaf hashes: %v, want %q", err, tc.want)
 			}
 			if _, ok := tr.HeldLeaves(0, 10); ok {
-				t.Error("leaves of a tile not held (reading it back failed) were served")
+				t.Error("leaves of a tile not held were served")
 			}
 			if _, ok := tr.cache[0]; ok {
-				t.Error("a bad tile was cached")
+				t.Error("a tile was cached from storage")
 			}
 			// The tail and held tiles still serve.
 			if _, ok := tr.HeldLeaves(2*tileLeaves, 2*tileLeaves+1); !ok {
@@ -184,8 +186,8 @@ func TestStorageDisagrees(t *testing.T) {
 	}
 }
 
-// TestConcurrent runs appends, proofs and leaf reads at once (for the race detector), with a cache of two tiles,
-// and checks that concurrent readers of one evicted tile share one storage read.
+// TestConcurrent runs appends, proofs (many of them in tiles no longer held) and leaf reads at once, for the race
+// detector, with a cache of two tiles.
 func TestConcurrent(t *testing.T) {
 	t.Parallel()
 	leaves, hs := testLeaves(10 * tileLeaves)
@@ -229,24 +231,24 @@ func TestConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if tr.cost > 2*costLeaves {
-		t.Errorf("tiles of cost %d held, bound %d", tr.cost, 2*costLeaves)
+	if tr.lru.Len() > 2 {
+		t.Errorf("%d tiles held, bound 2", tr.lru.Len())
 	}
 }
 
-// TestHashTiles: a tile read back for a proof holds hashes only, at a third of the cost of a tile with leaves, so
-// that the bound of one tile with leaves holds three of them; it serves proofs but not leaves.
-func TestHashTiles(t *testing.T) {
+// TestColdGroups: a proof in a tile not held reads the leaf hashes of one group of 32 from storage for each group
+// it needs a node of, keeps nothing of them, and leaves the tiles held as they were.
+func TestColdGroups(t *testing.T) {
 	t.Parallel()
-	leaves, hs := testLeaves(5 * tileLeaves)
+	leaves, hs := testLeaves(5*tileLeaves + 3)
 	src := &leafSource{leaves: leaves}
 	tr := newTree(t, src, 1)
-	tr.Append(leaves) // holds tile 4, with leaves
+	tr.Append(leaves) // holds tile 4 and the tail
 	ctx := context.Background()
 	size := uint64(len(leaves))
 	th := sigsum.TreeHead{Size: size, RootHash: sigsum.RootHash(hs)}
-	prove := func(i uint64) {
-		t.Helper()
+	for _, i := range []uint64{0, 31, 32, 100, tileLeaves + 77, 3*tileLeaves + 255} {
+		before := src.calls.Load()
 		p, err := tr.Inclusion(ctx, i, size)
 		if err != nil {
 			t.Fatalf("inclusion of %d: %v", i, err)
@@ -254,33 +256,38 @@ func TestHashTiles(t *testing.T) {
 		if err := p.Verify(hs[i], &th); err != nil {
 			t.Fatalf("inclusion of %d does not verify: %v", i, err)
 		}
-	}
-	for n := range uint64(3) {
-		prove(n*tileLeaves + 7)
-	}
-	if got := src.calls.Load(); got != 3 {
-		t.Fatalf("%d storage reads for proofs in three tiles, want 3", got)
-	}
-	for n := range uint64(3) {
-		c, ok := tr.cache[n]
-		if !ok {
-			t.Fatalf("tile %d read back is not held", n)
+		if got := src.calls.Load() - before; got != 1 {
+			t.Errorf("inclusion of %d read storage %d times, want once", i, got)
 		}
-		if c.Value.(*cached).tile.hasLeaves() {
-			t.Errorf("tile %d read back holds leaves", n)
-		}
-		if _, ok := tr.HeldLeaves(n*tileLeaves, n*tileLeaves+1); ok {
-			t.Errorf("leaves of tile %d served from a tile of hashes", n)
+		if got := src.asked.Load(); got != groupLeaves {
+			t.Errorf("inclusion of %d asked for %d leaf hashes, want %d", i, got, groupLeaves)
 		}
 	}
-	if _, ok := tr.cache[4]; ok || tr.cost != 3*costHashes {
-		t.Errorf("tile 4 held %v, cost %d: want the three tiles of hashes only, cost %d", ok, tr.cost, 3*costHashes)
+	// Nodes in the tile held and in the tail need no storage.
+	before := src.calls.Load()
+	for i := 4 * tileLeaves; i < len(leaves); i++ {
+		if _, err := tr.Inclusion(ctx, uint64(i), size); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for i := range uint64(3 * tileLeaves) {
-		prove(i)
+	if got := src.calls.Load() - before; got != 0 {
+		t.Errorf("proofs of leaves held read storage %d times", got)
 	}
-	if got := src.calls.Load(); got != 3 {
-		t.Errorf("%d storage reads after proofs of every leaf of the three tiles held, want 3", got)
+	// A consistency proof from a size inside a tile not held reads the group of its last leaf.
+	old := uint64(2*tileLeaves + 45)
+	before = src.calls.Load()
+	p, err := tr.Consistency(ctx, old, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Verify(&sigsum.TreeHead{Size: old, RootHash: sigsum.RootHash(hs[:old])}, &th); err != nil {
+		t.Errorf("consistency %d→%d: %v", old, size, err)
+	}
+	if got := src.calls.Load() - before; got != 1 {
+		t.Errorf("consistency from %d read storage %d times, want once", old, got)
+	}
+	if _, ok := tr.cache[4]; !ok || tr.lru.Len() != 1 {
+		t.Errorf("tile 4 held %v, %d tiles held: want tile 4 alone", ok, tr.lru.Len())
 	}
 }
 

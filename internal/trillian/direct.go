@@ -1,10 +1,12 @@
 package trillian
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	tpb "github.com/google/trillian"
@@ -24,6 +26,14 @@ import (
 type directQueue struct {
 	storage storage.LogStorage
 	tree    *tpb.Tree
+	// lastRoot is the encoded log root a snapshot decoded last, and its size: the decoder works by reflection, and
+	// most snapshots see the root the previous one saw.
+	lastRoot atomic.Pointer[decodedRoot]
+}
+
+type decodedRoot struct {
+	enc  []byte
+	size uint64
 }
 
 // queue does what the log server's QueueLeaf does: hash the leaf, set its identity, hand it to the storage.
@@ -73,11 +83,17 @@ func (d *directQueue) snapshot(ctx context.Context, what string, f func(ctx cont
 	if err != nil {
 		return wrap(what, err)
 	}
-	var lr types.LogRootV1
-	if err := lr.UnmarshalBinary(root.GetLogRoot()); err != nil {
-		return fmt.Errorf("%s: reading the log root: %w", what, err)
+	enc := root.GetLogRoot()
+	last := d.lastRoot.Load()
+	if last == nil || !bytes.Equal(last.enc, enc) {
+		var lr types.LogRootV1
+		if err := lr.UnmarshalBinary(enc); err != nil {
+			return fmt.Errorf("%s: reading the log root: %w", what, err)
+		}
+		last = &decodedRoot{enc: bytes.Clone(enc), size: lr.TreeSize}
+		d.lastRoot.Store(last)
 	}
-	if err := f(ctx, tx, lr.TreeSize); err != nil {
+	if err := f(ctx, tx, last.size); err != nil {
 		return err
 	}
 	return wrap(what, tx.Commit(ctx))
