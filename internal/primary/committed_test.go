@@ -60,7 +60,7 @@ func TestCommittedLeavesEviction(t *testing.T) {
 		t.Errorf("lookup = %d, %v; want 10", i, ok)
 	}
 	// The index keys on the first 16 bytes: a hash that differs only in its second half is the same key (finding
-	// one for a real leaf takes 2^110 hashes), one that differs in its first half is not.
+	// one for a real leaf takes 2^112 hashes), one that differs in its first half is not.
 	sameFront := hs[1]
 	sameFront[20] ^= 1
 	if i, ok := d.lookup(sameFront); !ok || i != 8 {
