@@ -723,8 +723,10 @@ func (t *logTX) LeafHashesByRange(ctx context.Context, start, count int64) ([][]
 	switch {
 	case count <= 0:
 		return nil, status.Errorf(codes.InvalidArgument, "invalid count %d, want > 0", count)
-	case start < 0 || start >= treeSize:
-		return nil, status.Errorf(codes.OutOfRange, "invalid start %d, want in [0, %d)", start, treeSize)
+	case start < 0:
+		return nil, status.Errorf(codes.InvalidArgument, "invalid start %d, want >= 0", start)
+	case start >= treeSize:
+		return nil, status.Errorf(codes.OutOfRange, "invalid start %d, want < TreeSize(%d)", start, treeSize)
 	}
 	count = min(count, treeSize-start, maxRangeCount)
 	rows, err := t.query(ctx, selectLeafHashesByRangeSQL, t.treeID, start, start+count)

@@ -398,7 +398,7 @@ func TestDequeueOrderAndGuard(t *testing.T) {
 }
 
 // TestLeavesByRangeAndHash integrates leaves through Trillian's sequencer and
-// reads them back.
+// reads them back: by range (the leaves, and their hashes alone) and by hash.
 func TestLeavesByRangeAndHash(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -465,6 +465,29 @@ func TestLeavesByRangeAndHash(t *testing.T) {
 		})
 		if c := status.Code(err); c != tc.wantCode {
 			t.Errorf("%s: error %v, want code %v", tc.desc, err, tc.wantCode)
+		}
+		// The hashes alone, as a proof reads them, are those of the same leaves.
+		err = read(tc.tree, func(tx storage.ReadOnlyLogTreeTX) error {
+			got, err := tx.(*logTX).LeafHashesByRange(ctx, tc.start, tc.count)
+			if err != nil {
+				return err
+			}
+			if len(got) != tc.wantN {
+				t.Errorf("%s: %d leaf hashes, want %d", tc.desc, len(got), tc.wantN)
+			}
+			full, err := tx.GetLeavesByRange(ctx, tc.start, tc.count)
+			if err != nil {
+				return err
+			}
+			for i := range min(len(got), len(full)) {
+				if !bytes.Equal(got[i], full[i].MerkleLeafHash) {
+					t.Errorf("%s: leaf hash %d differs from the leaf's", tc.desc, i)
+				}
+			}
+			return nil
+		})
+		if c := status.Code(err); c != tc.wantCode {
+			t.Errorf("%s: LeafHashesByRange error %v, want code %v", tc.desc, err, tc.wantCode)
 		}
 	}
 
