@@ -15,6 +15,7 @@ import (
 
 	tpb "github.com/google/trillian"
 
+	"github.com/sigsumd/sigsumd/internal/tiletree"
 	"github.com/sigsumd/sigsumd/internal/trillian"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -246,6 +247,40 @@ func BenchmarkGetInclusionProof(b *testing.B) {
 				i += 7919
 			}
 		})
+	}
+}
+
+// BenchmarkGetInclusionProofCold is a proof of a leaf in a tile the primary does not hold, as in a log much larger
+// than its caches: the leaf hashes of its group are read from storage and checked. The leaf's index is found in
+// storage the first time it is asked about, and in the index of committed leaves after that.
+func BenchmarkGetInclusionProofCold(b *testing.B) {
+	const n = 10000
+	bp := newBenchPrimary(b, n)
+	ctx := context.Background()
+	tree, err := tiletree.New(tiletree.Config{Source: bp.log, MaxTiles: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var all []sigsum.Leaf // in index order
+	for uint64(len(all)) < n {
+		leaves, err := bp.log.GetLeaves(ctx, uint64(len(all)), n-uint64(len(all)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		all = append(all, leaves...)
+	}
+	tree.Append(all)
+	bp.p.tree, bp.p.committed = tree, newCommittedLeaves() // a tree that holds one tile, an index of nothing
+	// The leaves before the last full tile, the one held besides the tail.
+	targets := make([]string, (n/256-1)*256)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("/get-inclusion-proof/%d/%s", n, all[i].Hash())
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		bp.serve(b, "GET", targets[i%len(targets)], nil, http.StatusOK)
+		i += 7919
 	}
 }
 
