@@ -150,6 +150,32 @@ func testConfig(t *testing.T, url string, pub sigsum.PublicKey) Config {
 		Range: 16, MaxSetupLeaves: 1000, VerifySample: 10, Presign: 20}
 }
 
+// TestVerifyLeafSignaturesStride: setup checks the signature of every stride-th leaf, from the first: a bad one
+// among them is an error, one between them is not looked at.
+func TestVerifyLeafSignaturesStride(t *testing.T) {
+	b := NewBench(Config{Keys: 3, KeySeed: "test"})
+	leaves := make([]sigsum.Leaf, 12)
+	for i, r := range b.presign(len(leaves)) {
+		leaves[i] = r.Leaf()
+	}
+	for _, tc := range []struct {
+		bad, stride int
+		errors      int64
+	}{
+		{-1, 1, 0}, {5, 1, 1}, {0, 3, 1}, {9, 3, 1}, {10, 3, 0}, {11, 5, 0},
+	} {
+		ls := append([]sigsum.Leaf(nil), leaves...)
+		if tc.bad >= 0 {
+			ls[tc.bad].Signature[0] ^= 1
+		}
+		var ec errorCounter
+		b.verifyLeafSignatures(ls, tc.stride, &ec)
+		if got := ec.n.Load(); got != tc.errors {
+			t.Errorf("bad leaf %d, stride %d: %d errors, want %d", tc.bad, tc.stride, got, tc.errors)
+		}
+	}
+}
+
 // TestPresign: presigned requests are valid add-leaf requests of the bench's submitters, all different.
 func TestPresign(t *testing.T) {
 	b := NewBench(Config{Keys: 3, KeySeed: "test"})
