@@ -12,7 +12,8 @@ import (
 )
 
 // TestProofsFromMemoryEqualStorage: the proofs and leaves served from the tree in memory are byte for byte
-// Trillian's, with every tile held, with tiles read back from storage, and for leaves found in storage only.
+// Trillian's, with every tile held, with the leaf hashes of tiles not held read back from storage, and for leaves
+// found in storage only.
 func TestProofsFromMemoryEqualStorage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -58,7 +59,7 @@ func TestProofsFromMemoryEqualStorage(t *testing.T) {
 	}
 	fromMem := answers()
 
-	// Tiles read back from storage: a tree that holds one tile.
+	// Leaf hashes read back from storage: a tree that holds one tile.
 	tree, err := tiletree.New(tiletree.Config{Source: e.log, MaxTiles: 1})
 	if err != nil {
 		t.Fatal(err)
