@@ -83,6 +83,10 @@ const (
 	insertSequencedLeafSQL     = insertSequencedLeafPrefix + `(?, ?, ?, ?, ?)`
 	insertSequencedLeafDataSQL = insertSequencedLeafDataPrefix + `(?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
+	// The queue's statements (queue.go).
+	selectHasRootSQL    = `SELECT 1 FROM TreeHead WHERE TreeId = ? LIMIT 1`
+	insertQueuedLeafSQL = `INSERT INTO Unsequenced(TreeId, QueueTimestampNanos, LeafIdentityHash, MerkleLeafHash)
+		VALUES(?, ?, ?, ?)`
 	insertLeafDataSQL = `INSERT INTO LeafData(TreeId, LeafIdentityHash, MerkleLeafHash, LeafValue, ExtraData,
 		QueueTimestampNanos) VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	setLeafIndexSQL = `UPDATE LeafData SET SequenceNumber = ? WHERE TreeId = ? AND LeafIdentityHash = ?`

@@ -99,9 +99,11 @@ type Store struct {
 	log    *slog.Logger
 	writer *sql.DB // exactly one connection: all writes are serialised here
 	reader *sql.DB // read-only pool for snapshots
-	// readStmts are the queries of read-only transactions, prepared on the readers: SQLite compiles a statement in
-	// about the time a short read takes, and every snapshot runs two or three. Keyed by their SQL text.
-	readStmts map[string]*sql.Stmt
+	// writeStmts (the queue's) and readStmts (those of read-only transactions) are prepared once, keyed by their
+	// SQL text: SQLite compiles a statement in about the time a short read takes, and every snapshot runs two or
+	// three. A transaction takes one with Tx.StmtContext, which prepares it on the transaction's connection the
+	// first time and keeps it.
+	writeStmts, readStmts map[string]*sql.Stmt
 	// lastRoot is the root a transaction read last, with its encoding (see fetchLatestRoot).
 	lastRoot atomic.Pointer[encodedRoot]
 	lock     *lockfile.Lock
@@ -224,7 +226,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.reader.PingContext(ctx); err != nil {
 		return fail(fmt.Errorf("sqlitestore: connecting reader: %w", err))
 	}
-	if err := s.prepareReadStmts(ctx); err != nil {
+	if s.writeStmts, err = prepareStmts(ctx, s.writer,
+		selectHasRootSQL, insertLeafDataSQL, insertQueuedLeafSQL, selectExistingLeafSQL); err != nil {
+		return fail(err)
+	}
+	if s.readStmts, err = prepareStmts(ctx, s.reader,
+		selectLatestRootSQL, selectLeavesByRangeSQL, selectLeafHashesByRangeSQL, selectLeavesByMerkleHash(1)); err != nil {
 		return fail(err)
 	}
 
@@ -236,18 +243,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// prepareReadStmts prepares the queries of read-only transactions on the readers. database/sql prepares each on
-// a reader connection the first time a transaction on that connection uses it (Tx.StmtContext), and keeps it.
-func (s *Store) prepareReadStmts(ctx context.Context) error {
-	s.readStmts = make(map[string]*sql.Stmt)
-	for _, q := range []string{selectLatestRootSQL, selectLeavesByRangeSQL, selectLeafHashesByRangeSQL, selectLeavesByMerkleHash(1)} {
-		st, err := s.reader.PrepareContext(ctx, q)
+// prepareStmts prepares queries on db, which must have a connection free (the writer's only one is, outside a
+// transaction), and returns them by SQL text.
+func prepareStmts(ctx context.Context, db *sql.DB, queries ...string) (map[string]*sql.Stmt, error) {
+	stmts := make(map[string]*sql.Stmt, len(queries))
+	for _, q := range queries {
+		st, err := db.PrepareContext(ctx, q)
 		if err != nil {
-			return fmt.Errorf("sqlitestore: preparing read statement: %w", err)
+			closeStmts(stmts)
+			return nil, fmt.Errorf("sqlitestore: preparing statement: %w", err)
 		}
-		s.readStmts[q] = st
+		stmts[q] = st
 	}
-	return nil
+	return stmts, nil
+}
+
+func closeStmts(stmts map[string]*sql.Stmt) error {
+	var errs []error
+	for _, st := range stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func checkJournalMode(ctx context.Context, db *sql.DB) error {
@@ -303,10 +319,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeDBs() error {
-	var errs []error
-	for _, st := range s.readStmts {
-		errs = append(errs, st.Close())
-	}
+	errs := []error{closeStmts(s.readStmts), closeStmts(s.writeStmts)}
 	if s.reader != nil {
 		if err := s.reader.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("sqlitestore: closing readers: %w", err))
