@@ -3,7 +3,6 @@ package trillian
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -120,16 +119,24 @@ func (d *directQueue) leafIndex(ctx context.Context, leafHash sigsum.Hash) (uint
 	return index, err
 }
 
+// checkRange refuses a read of no leaves, and one from an index the storage's signed indices cannot hold.
+func checkRange(what string, start, count uint64) error {
+	switch {
+	case count == 0:
+		return fmt.Errorf("%s: count 0, want > 0", what)
+	case start > math.MaxInt64:
+		return fmt.Errorf("%s: %w: start %d", what, ErrOutOfRange, start)
+	}
+	return nil
+}
+
 // leaves reads up to count integrated leaves from index start out of a snapshot of the storage, as the log
 // server's GetLeavesByRange does, but without gRPC: a range of thousands of leaves cost more to marshal and
 // unmarshal than to read, in the primary's read-back of every new leaf and in every batch a secondary fetches. No
 // leaves means start is not below the tree's size.
 func (d *directQueue) leaves(ctx context.Context, start, count uint64) ([]*tpb.LogLeaf, error) {
-	switch {
-	case count == 0:
-		return nil, errors.New("getting leaves: count 0, want > 0")
-	case start > math.MaxInt64:
-		return nil, fmt.Errorf("getting leaves: %w: start %d", ErrOutOfRange, start)
+	if err := checkRange("getting leaves", start, count); err != nil {
+		return nil, err
 	}
 	var leaves []*tpb.LogLeaf
 	err := d.snapshot(ctx, "getting leaves", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
@@ -155,11 +162,8 @@ type leafHashReader interface {
 // leafHashes reads up to count Merkle leaf hashes of integrated leaves from index start out of a snapshot of the
 // storage: the bottom level of the tree's stored tiles, without the leaves.
 func (d *directQueue) leafHashes(ctx context.Context, start, count uint64) ([]sigsum.Hash, error) {
-	switch {
-	case count == 0:
-		return nil, errors.New("getting leaf hashes: count 0, want > 0")
-	case start > math.MaxInt64:
-		return nil, fmt.Errorf("getting leaf hashes: %w: start %d", ErrOutOfRange, start)
+	if err := checkRange("getting leaf hashes", start, count); err != nil {
+		return nil, err
 	}
 	var out []sigsum.Hash
 	err := d.snapshot(ctx, "getting leaf hashes", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
