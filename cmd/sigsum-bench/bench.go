@@ -114,19 +114,25 @@ func (b *Bench) newRequest(i int) sigsum.AddLeafRequest {
 // presign signs the first n requests newRequest would make, on every CPU.
 func (b *Bench) presign(n int) []sigsum.AddLeafRequest {
 	reqs := make([]sigsum.AddLeafRequest, n)
+	onEveryCPU(n, 1, func(i int) { reqs[i] = b.newRequest(i) })
+	return reqs
+}
+
+// onEveryCPU calls f for 0, stride, 2·stride, … below n, spread over GOMAXPROCS goroutines, and returns when all
+// calls have.
+func onEveryCPU(n, stride int, f func(i int)) {
 	workers := runtime.GOMAXPROCS(0)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < n; i += workers {
-				reqs[i] = b.newRequest(i)
+			for i := w * stride; i < n; i += workers * stride {
+				f(i)
 			}
 		}()
 	}
 	wg.Wait()
-	return reqs
 }
 
 // submission is one leaf a simulated client submits until the log answers 200.

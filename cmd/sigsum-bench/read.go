@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -107,21 +106,12 @@ func (b *Bench) setupTree(ctx context.Context, ec *errorCounter) (*verifiedTree,
 // verifyLeafSignatures checks the signature of every stride-th leaf whose key is one of the submitter keys, in
 // parallel. A bad signature counts as an error; leaves of other keys are left unchecked.
 func (b *Bench) verifyLeafSignatures(leaves []sigsum.Leaf, stride int, ec *errorCounter) {
-	workers := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w * stride; i < len(leaves); i += workers * stride {
-				pub, ok := b.keys[leaves[i].KeyHash]
-				if ok && !leaves[i].Verify(pub) {
-					ec.add("leaf %d: signature does not verify", i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	onEveryCPU(len(leaves), stride, func(i int) {
+		pub, ok := b.keys[leaves[i].KeyHash]
+		if ok && !leaves[i].Verify(pub) {
+			ec.add("leaf %d: signature does not verify", i)
+		}
+	})
 }
 
 // read runs one read mode against a verified tree.
