@@ -71,24 +71,7 @@ func fill(b *testing.B, l *Log, m *leafMaker, n int) []sigsum.Leaf {
 	for i := range leaves {
 		leaves[i] = m.leaf(b)
 	}
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for w := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 16 {
-				if _, err := l.QueueLeaf(ctx, &leaves[i]); err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		b.Fatal(err)
-	}
+	queueAll(b, l, leaves)
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		th, err := l.TreeHead(ctx)
 		if err != nil {
@@ -100,6 +83,29 @@ func fill(b *testing.B, l *Log, m *leafMaker, n int) []sigsum.Leaf {
 		if time.Now().After(deadline) {
 			b.Fatalf("tree stuck at %d, want %d", th.Size, n)
 		}
+	}
+}
+
+// queueAll queues the leaves from 16 goroutines.
+func queueAll(tb testing.TB, l *Log, leaves []sigsum.Leaf) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(leaves); i += 16 {
+				if _, err := l.QueueLeaf(context.Background(), &leaves[i]); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		tb.Fatal(err)
 	}
 }
 

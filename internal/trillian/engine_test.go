@@ -273,23 +273,7 @@ func TestLeafHashesAcrossTiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			errs := make(chan error, 8)
-			for w := range 8 {
-				go func() {
-					for i := w; i < len(leaves); i += 8 {
-						if _, err := l.QueueLeaf(ctx, &leaves[i]); err != nil {
-							errs <- err
-							return
-						}
-					}
-					errs <- nil
-				}()
-			}
-			for range 8 {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			queueAll(t, l, leaves)
 			waitSize(t, l, n)
 			var stored []sigsum.Leaf // in the order the sequencer chose
 			for uint64(len(stored)) < n {
