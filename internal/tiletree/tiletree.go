@@ -205,6 +205,8 @@ func (t *Tree) path(ctx context.Context, nodes proof.Nodes, size uint64) ([]sigs
 	}
 	tailTile := t.size / tileLeaves
 	var groups []sigsum.Hash // the group hashes, for checking what is read of the cold ones
+	var lastTile *tile       // the held tile lastN, if held
+	var lastN uint64
 	for i, id := range nodes.IDs {
 		if id.Level >= groupHeight {
 			k := int(id.Level - groupHeight)
@@ -225,7 +227,12 @@ func (t *Tree) path(ctx context.Context, nodes proof.Nodes, size uint64) ([]sigs
 				return nil, fmt.Errorf("tiletree: node %d/%d not in a tree of %d leaves", id.Level, id.Index, t.size)
 			}
 		} else {
-			h, ok = t.held(n, id.Level, id.Index)
+			if lastTile == nil || lastN != n { // the nodes of a proof below the groups lie in one or two tiles
+				lastTile, lastN = t.held(n), n
+			}
+			if lastTile != nil {
+				h, ok = lastTile.node(id.Level, id.Index)
+			}
 		}
 		if ok {
 			hs[i] = h[:]
@@ -260,16 +267,16 @@ func (t *Tree) path(ctx context.Context, nodes proof.Nodes, size uint64) ([]sigs
 	return out, nil
 }
 
-// held returns the hash of node (level, index), below the groups, from completed tile n if that is held.
-func (t *Tree) held(n uint64, level uint, index uint64) (*sigsum.Hash, bool) {
+// held returns completed tile n if it is held, as the most recently used; else nil.
+func (t *Tree) held(n uint64) *tile {
 	t.cacheMu.Lock()
 	defer t.cacheMu.Unlock()
 	e, ok := t.cache[n]
 	if !ok {
-		return nil, false
+		return nil
 	}
 	t.lru.MoveToFront(e)
-	return e.Value.(*cached).tile.node(level, index)
+	return e.Value.(*cached).tile
 }
 
 // readGroup reads the leaf hashes of group g from storage, checks that they hash to want, the group's hash held,
