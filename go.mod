@@ -3,13 +3,16 @@ module github.com/sigsumd/sigsumd
 go 1.26.8
 
 require (
+	filippo.io/torchwood v0.6.1
 	github.com/BurntSushi/toml v1.6.0
+	github.com/cloudflare/circl v1.6.5
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/google/trillian v1.8.0
 	github.com/jackc/pgx/v5 v5.11.0
 	github.com/prometheus/client_golang v1.24.1
 	github.com/transparency-dev/merkle v0.0.2
 	golang.org/x/crypto v0.58.0
+	golang.org/x/mod v0.42.0
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260825221802-da73d73af1c5

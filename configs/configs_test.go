@@ -202,3 +202,36 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		}
 	}
 }
+
+// placeholders are keys without a default that both files show with an example value.
+var placeholders = map[string]bool{"secondary-url": true, "secondary-pubkey-file": true, "url": true, "name": true,
+	"pubkey-file": true, "trillian-rpc-server": true, "tls-cert-file": true, "tls-key-file": true, "policy-file": true,
+	"rate-limit-file": true, "dns-server": true, "primary-public-url": true, "log-public-key-file": true,
+	"primary-pubkey-file": true, "key-file": true}
+
+// commented is a commented-out `key = value` line: a default shown.
+var commented = regexp.MustCompile(`(?m)^#([a-z][a-z0-9-]*) = (\S+)\s*$`)
+
+// TestExamplesShowTheCodesDefaults checks that every default an example shows (a commented-out key) is the one the
+// code applies: sigsumctl init's skeleton prints the code's defaults, so the two must agree.
+func TestExamplesShowTheCodesDefaults(t *testing.T) {
+	t.Parallel()
+	for _, role := range []string{"primary", "secondary"} {
+		example, err := os.ReadFile(role + ".toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defaults := map[string]string{}
+		for _, m := range commented.FindAllStringSubmatch(string(config.Skeleton(role, "/var/lib/sigsumd")), -1) {
+			defaults[m[1]] = m[2]
+		}
+		for _, m := range commented.FindAllStringSubmatch(string(example), -1) {
+			if placeholders[m[1]] {
+				continue
+			}
+			if want, ok := defaults[m[1]]; ok && m[2] != want {
+				t.Errorf("%s.toml shows %s = %s, but the code's default is %s", role, m[1], m[2], want)
+			}
+		}
+	}
+}

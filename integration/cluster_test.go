@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigsumd/sigsumd/internal/nodetls"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/key"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
@@ -29,8 +31,7 @@ func newCluster(t *testing.T, nsec int, primaryFlags ...string) *cluster {
 	p := newNode(t, "primary", filepath.Join(dir, "primary"), append([]string{"-interval", "300ms"}, primaryFlags...)...)
 	c := &cluster{primary: p, logKey: p.publicKey()}
 	for i := 0; i < nsec; i++ {
-		s := newNode(t, "secondary", filepath.Join(dir, "secondary"+string(rune('1'+i))),
-			"-interval", "100ms", "-primary-url", p.internalURL())
+		s := newSecondary(t, filepath.Join(dir, "secondary"+string(rune('1'+i))), p)
 		c.secondaries = append(c.secondaries, s)
 	}
 	p.addSecondaries(c.secondaries...)
@@ -193,6 +194,16 @@ func TestQuorumOneOfTwo(t *testing.T) {
 	checkLog(t, c, cl.logKey, leaves, nil)
 }
 
+// fakeCert is the internal TLS certificate of a fake node whose key s holds.
+func fakeCert(t *testing.T, s sigsum.Signer) *tls.Certificate {
+	t.Helper()
+	c, err := nodetls.Certificate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
 // fakeSecondary answers get-secondary-tree-head with whatever the test makes it say.
 type fakeSecondary struct {
 	signer sigsum.Signer
@@ -205,14 +216,13 @@ func TestBadSecondaryNeverMovesTheHead(t *testing.T) {
 	dir := t.TempDir()
 	p := newNode(t, "primary", filepath.Join(dir, "primary"), "-interval", "200ms")
 	fake := &fakeSecondary{signer: newSubmitter(t, 40).signer}
-	fake.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fake.srv = startNodeServer(t, fake.signer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if sth := fake.answer.Load(); sth != nil {
 			w.Write(sth.MarshalASCII())
 			return
 		}
 		http.Error(w, "no head", http.StatusServiceUnavailable)
 	}))
-	t.Cleanup(fake.srv.Close)
 	pubFile := filepath.Join(dir, "fake.pub")
 	if err := key.WritePublicKeyFile(pubFile, fake.signer.Public(), "fake"); err != nil {
 		t.Fatal(err)
@@ -229,7 +239,8 @@ func TestBadSecondaryNeverMovesTheHead(t *testing.T) {
 		hashes[i] = leaves[i].leaf.Hash()
 	}
 	// Which order the primary sequenced them in is its business; wait until its internal API shows all four.
-	internal, _ := client.New(client.Config{URL: p.internalURL()})
+	// The internal API answers the configured secondary (the fake's key) only.
+	internal, _ := client.New(client.Config{URL: p.internalURL(), HTTPClient: nodetls.HTTPClient(fakeCert(t, fake.signer), logKey)})
 	var seq []sigsum.Leaf
 	waitFor(t, "four leaves sequenced", 30*time.Second, func() bool {
 		seq, _ = internal.GetLeaves(context.Background(), 0, 4)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigsumd/sigsumd/internal/httpguard"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/key"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
@@ -30,7 +32,9 @@ type badCase struct {
 	url    string
 	body   []byte
 	hdr    http.Header
-	slow   bool // send the body in small pieces over about a second
+	slow   bool             // send the body in small pieces over about a second
+	crawl  bool             // send the body in small pieces over about 8 seconds, past the primary's -timeout
+	as     *tls.Certificate // the client certificate to present over TLS (the configured secondary's), or none
 	want   []int
 }
 
@@ -56,17 +60,28 @@ func (c badCase) String() string {
 	if c.slow {
 		slow = " (slow body)"
 	}
+	if c.crawl {
+		slow = " (body over 8 s)"
+	}
 	return fmt.Sprintf("%s %s%s body %q%s", c.method, u, h, b, slow)
 }
 
 // send makes the request and returns the status (0 when no answer came), body and headers.
 func (c badCase) send() (int, string, http.Header, error) {
+	transport := &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	if c.as != nil {
+		transport.TLSClientConfig.Certificates = []tls.Certificate{*c.as}
+	}
 	var body io.Reader = bytes.NewReader(c.body)
-	if c.slow {
+	if c.slow || c.crawl {
+		pace := 30 * time.Millisecond
+		if c.crawl {
+			pace = 8 * time.Second / time.Duration(len(c.body)/8+1)
+		}
 		pr, pw := io.Pipe()
 		go func() {
 			for i := 0; i < len(c.body); i += 8 {
-				time.Sleep(30 * time.Millisecond)
+				time.Sleep(pace)
 				if _, err := pw.Write(c.body[i:min(i+8, len(c.body))]); err != nil {
 					return
 				}
@@ -85,7 +100,7 @@ func (c badCase) send() (int, string, http.Header, error) {
 	for k, vs := range c.hdr {
 		req.Header[k] = vs
 	}
-	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	rsp, err := hc.Do(req)
 	if err != nil {
@@ -96,16 +111,24 @@ func (c badCase) send() (int, string, http.Header, error) {
 	return rsp.StatusCode, string(b), rsp.Header, nil
 }
 
-// rawCase is a request written byte for byte on a TCP connection: framing errors no HTTP client would send.
+// rawCase is a request written byte for byte on a TCP connection (inside TLS for an internal listener): framing
+// errors no HTTP client would send.
 type rawCase struct {
 	ep   string
 	addr string
+	tls  *tls.Config // nil: plain TCP
 	req  string
 	want []int
 }
 
 func (c rawCase) send() (int, string, error) {
-	conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
+	var conn net.Conn
+	var err error
+	if c.tls != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", c.addr, c.tls)
+	} else {
+		conn, err = net.DialTimeout("tcp", c.addr, 5*time.Second)
+	}
 	if err != nil {
 		return 0, "", err
 	}
@@ -147,7 +170,7 @@ func TestDrillBadInput(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := newNode(t, "primary", filepath.Join(dir, "primary"), "-interval", "150ms", "-timeout", "5s")
-	s := newNode(t, "secondary", filepath.Join(dir, "secondary"), "-interval", "100ms", "-primary-url", p.internalURL())
+	s := newSecondary(t, filepath.Join(dir, "secondary"), p)
 	logKey := p.publicKey()
 	logPriv, err := key.ReadPrivateKeyFile(filepath.Join(p.dir, "key"))
 	if err != nil {
@@ -175,10 +198,7 @@ func TestDrillBadInput(t *testing.T) {
 	// The primary's only secondary is a fake that relays the real secondary's head, re-signed with its own key,
 	// or serves a forged answer.
 	fake := newForger(t, s)
-	pubFile := filepath.Join(dir, "fake.pub")
-	if err := key.WritePublicKeyFile(pubFile, fake.signer.Public(), "fake"); err != nil {
-		t.Fatal(err)
-	}
+	pubFile := filepath.Join(s.dir, "key.pub")
 	f, _ := os.OpenFile(p.configFile(), os.O_APPEND|os.O_WRONLY, 0)
 	fmt.Fprintf(f, "\n[[primary.secondaries]]\nurl = %q\npubkey-file = %q\n", fake.srv.URL, pubFile)
 	f.Close()
@@ -192,7 +212,11 @@ func TestDrillBadInput(t *testing.T) {
 	// The state the bad input must not change: the published head, byte for byte, and the primary's tree size.
 	state := func() string {
 		_, head, _ := rawDo(t, "GET", p.publicURL()+"/get-tree-head", nil, nil)
-		code, _, _ := rawDo(t, "GET", fmt.Sprintf("%s/get-leaves/%d/%d", p.internalURL(), len(leaves), len(leaves)+1), nil, nil)
+		code := 0
+		if rsp, err := nodeClientHTTP(t, s, p).Get(fmt.Sprintf("%s/get-leaves/%d/%d", p.internalURL(), len(leaves), len(leaves)+1)); err == nil {
+			code = rsp.StatusCode
+			rsp.Body.Close()
+		}
 		return fmt.Sprintf("%s(internal get-leaves at the published size: %d)", head, code)
 	}
 	waitFor(t, "the secondary to catch up", 30*time.Second, func() bool {
@@ -227,6 +251,9 @@ func TestDrillBadInput(t *testing.T) {
 		case code >= 400 && !head && (body == "" || strings.Contains(strings.TrimSuffix(body, "\n"), "\n")):
 			// (net/http's own answers to framing errors, 431 and the like, are one line without a newline.)
 			failures = append(failures, fmt.Sprintf("%s → %d with a reason that is not one line: %q", what, code, body))
+		case code >= 400 && (len(body) > httpguard.MaxReason+1 || httpguard.Reason(body) != strings.TrimSuffix(body, "\n")):
+			failures = append(failures, fmt.Sprintf("%s → %d with a reason of %d bytes, not one printable line of at most %d: %.300q",
+				what, code, len(body), httpguard.MaxReason, body))
 		case code == http.StatusMethodNotAllowed && hdr.Get("Allow") == "":
 			failures = append(failures, fmt.Sprintf("%s → 405 without an Allow header", what))
 		}
@@ -241,12 +268,13 @@ func TestDrillBadInput(t *testing.T) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			code, body, hdr, err := bc.send()
-			if err != nil && len(bc.body) >= 64<<10 && (strings.Contains(err.Error(), "broken pipe") ||
+			if err != nil && len(bc.body) > 0 && (strings.Contains(err.Error(), "broken pipe") ||
 				strings.Contains(err.Error(), "connection reset")) {
-				// The server answered without reading a huge body and closed the connection while the client was
-				// still sending it: the client never sees the answer. Refusing to read is the point.
+				// The server answered without reading the body and closed the connection while the client was still
+				// sending it: the client never sees the answer. Refusing to read is the point. (Over TLS this
+				// happens to a body of a few KiB too: the kernel's buffers no longer absorb it before the close.)
 				code, err = bc.want[0], nil
-				body = "(closed on a huge body)\n"
+				body = "(closed on an unread body)\n"
 				hdr = http.Header{"Allow": {"-"}}
 			}
 			check(bc.ep, bc.String(), bc.method == "HEAD", code, body, hdr, err, bc.want)
@@ -328,9 +356,22 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 	notIn := sigsum.HashBytes([]byte("not in the log")).String()
 	size := fmt.Sprint(cth.Size)
 	var cases []badCase
+	secondaryCert := nodeCert(t, s)
 	add := func(ep, method, url string, body []byte, hdr http.Header, want ...int) {
-		cases = append(cases, badCase{ep: ep, method: method, url: url, body: body, hdr: hdr, want: want})
+		bc := badCase{ep: ep, method: method, url: url, body: body, hdr: hdr, want: want}
+		if strings.HasPrefix(url, in) {
+			bc.as = secondaryCert // the primary's internal API answers its configured secondary only
+		}
+		cases = append(cases, bc)
 	}
+	// Who may ask the primary's internal get-leaves: its configured secondary only (PROTOCOL.md §9).
+	stranger := nodeCert(t, p) // a node key the primary does not list (its own)
+	cases = append(cases,
+		badCase{ep: "internal get-leaves", method: "GET", url: in + "get-leaves/0/1", want: []int{403}},
+		badCase{ep: "internal get-leaves", method: "GET", url: in + "get-leaves/0/1", as: stranger, want: []int{403}},
+		badCase{ep: "internal get-leaves", method: "GET", url: in + "get-leaves/0/1", as: secondaryCert, want: []int{200}},
+		badCase{ep: "internal get-leaves", method: "GET", url: strings.Replace(in, "https://", "http://", 1) + "get-leaves/0/1", want: []int{400}},
+	)
 
 	// A leaf request whose signature does not verify: the "good" base for add-leaf that changes nothing (403).
 	req, _ := other.next(t)
@@ -357,7 +398,11 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 		add(ep, method, url+"?x=%FF%FE", body, nil, code)
 		add(ep, method, url+"?size=9223372036854775808&start=-1", body, nil, code)
 		add(ep, method, url, body, http.Header{"X-Big": {strings.Repeat("h", 20<<10)}}, 431)
-		add(ep, method, url, body, http.Header{"Sigsum-Token": {"garbage"}, "Content-Type": {"\xff\xfe"}}, code)
+		tokCode := code
+		if ep == "add-leaf" {
+			tokCode = 400 // a malformed sigsum-token is a malformed add-leaf, whatever the leaf
+		}
+		add(ep, method, url, body, http.Header{"Sigsum-Token": {"garbage"}, "Content-Type": {"\xff\xfe"}}, tokCode)
 		add(ep, method, url, body, http.Header{"Accept-Encoding": {"gzip, br"}, "Connection": {"close"}}, code)
 		many := http.Header{}
 		for i := 0; i < 100; i++ {
@@ -368,20 +413,21 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 			add(ep, method, url, bytes.Repeat([]byte{0xff}, 100<<10), nil, code) // a body on a GET is ignored
 		}
 		for _, suffix := range []string{"/", "/x", "/x/y", ";x", ".json", "%2F", "%252F"} {
-			want := []int{404, 400}
-			if path == "" {
-				// On the info page "//x" is cleaned with a redirect, and "/%2F" serves the page: harmless.
-				want = append(want, 307, 301, 200)
-			}
-			add(ep, method, url+suffix, body, nil, want...)
+			add(ep, method, url+suffix, body, nil, 404, 400)
 		}
 		for _, prefix := range []string{"x", "%FF", "..%2F"} {
 			add(ep, method, base+prefix+path, body, nil, 404)
 		}
 		add(ep, method, base+strings.ToUpper(path)+"X", body, nil, 404)
-		// Paths the mux cleans answer a redirect to the clean path (Go's ServeMux): not a 500, not served.
-		add(ep, method, url+"/.", body, nil, 301, 307, 404)
-		add(ep, method, base+"./"+path, body, nil, 301, 307)
+		// Paths not in canonical form answer 404 with a reason, not Go's ServeMux redirect to the cleaned path.
+		odd := []string{"/" + path, "./" + path, "x/../" + path, "%2E/" + path, "x/%2E%2E/" + path, "//" + path,
+			path + "/.", path + "/..", path + "/./"}
+		if strings.Contains(path, "/") {
+			odd = append(odd, strings.Replace(path, "/", "//", 1)) // get-leaves//0/1
+		}
+		for _, o := range odd {
+			add(ep, method, base+o, body, nil, 404, 400)
+		}
 	}
 
 	// Public: info page, get-tree-head.
@@ -389,11 +435,34 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 	for _, path := range []string{"index.html", "%00", "%FF", "info", "get-tree-head/..%2F"} {
 		add("info", "GET", pub+path, nil, nil, 404, 400)
 	}
-	add("info", "GET", pub+"..", nil, nil, 301, 307)
+	add("info", "GET", pub+"..", nil, nil, 404, 400)
 	generic("get-tree-head", pub, "get-tree-head", "GET", nil, 200)
 	for _, path := range []string{"get-tree-head%00", "get-tree-head%20", "get-tree-head/0", "get-tree-heads",
 		"get-tree-head/9223372036854775808"} {
 		add("get-tree-head", "GET", pub+path, nil, nil, 404)
+	}
+
+	// Public: checkpoint and tiles (Sigsum v1.1, C2SP tlog-tiles).
+	generic("checkpoint", pub, "checkpoint", "GET", nil, 200)
+	tile0 := "000"
+	if cth.Size < 256 {
+		tile0 = fmt.Sprintf("000.p/%d", cth.Size)
+	}
+	generic("tile", pub, "tile/0/"+tile0, "GET", nil, 200)
+	generic("tile entries", pub, "tile/entries/"+tile0, "GET", nil, 200)
+	for _, path := range []string{"tile/0/0", "tile/0/00", "tile/0/0000", "tile/0/x000", "tile/0/x000/000",
+		"tile/0/x001/000", "tile/0/000.p/0", "tile/0/000.p/256", "tile/0/000.p/01", "tile/0/000.p/-1",
+		"tile/0/000.p/x", "tile/0/000.p", "tile/8/000", "tile/64/000", "tile/-1/000", "tile/01/000",
+		"tile/0/" + strings.Repeat("x999/", 1000) + "999", "tile/entries/000.p/0", "tile/entries/x000",
+		"tile/data/000", "tile/0/000.p/1/x", "tile/0", "tile/", "tile/entries/"} {
+		add("tile", "GET", pub+path, nil, nil, 400, 404)
+	}
+	beyond := []string{"tile/0/999", "tile/0/x999/x999/x999/x999/x999/999", "tile/7/000", "tile/entries/999"}
+	if cth.Size < 255 {
+		beyond = append(beyond, fmt.Sprintf("tile/0/000.p/%d", cth.Size+1), fmt.Sprintf("tile/entries/000.p/%d", cth.Size+1))
+	}
+	for _, path := range beyond {
+		add("tile", "GET", pub+path, nil, nil, 404)
 	}
 
 	// Public: get-inclusion-proof/<size>/<hash>.
@@ -412,6 +481,8 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 	add(ep, "GET", pub+ep+"/2/"+leaves[3].Hash().String(), nil, nil, 404)
 	add(ep, "GET", pub+ep+"/"+size, nil, nil, 404)
 	add(ep, "GET", pub+ep+"/"+size+"/"+h2+"/"+h2, nil, nil, 404)
+	add(ep, "GET", pub+ep+"/"+strings.Repeat("0", 8000)+"/"+h2, nil, nil, 400)
+	add(ep, "GET", pub+ep+"/"+size+"/"+strings.Repeat("ab", 3000), nil, nil, 400)
 
 	// Public: get-consistency-proof/<old>/<new>.
 	ep = "get-consistency-proof"
@@ -421,7 +492,8 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 		add(ep, "GET", pub+ep+"/1/"+bad, nil, nil, 400)
 	}
 	for _, args := range []string{"0/" + size, size + "/" + size, "5/3", "1/" + fmt.Sprint(cth.Size+1),
-		"1/9223372036854775807", "9223372036854775806/9223372036854775807", "0/0"} {
+		"1/9223372036854775807", "9223372036854775806/9223372036854775807", "0/0",
+		"1/" + strings.Repeat("0", 8000) + "9", strings.Repeat("%0A9", 2000) + "/" + size} {
 		add(ep, "GET", pub+ep+"/"+args, nil, nil, 400)
 	}
 
@@ -441,6 +513,10 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 		}
 		add(l.ep, "GET", fmt.Sprintf("%sget-leaves/%d/%d", l.base, cth.Size, cth.Size+1), nil, nil, atEnd)
 		add(l.ep, "GET", l.base+"get-leaves/0", nil, nil, 404)
+		// Huge arguments: the reason quoting them stays one bounded line.
+		add(l.ep, "GET", l.base+"get-leaves/"+strings.Repeat("0", 8000)+"/1", nil, nil, 400)
+		add(l.ep, "GET", l.base+"get-leaves/0/"+strings.Repeat("0", 8000)+"1", nil, nil, 400)
+		add(l.ep, "GET", l.base+"get-leaves/"+strings.Repeat("%1B%5B31m%FF", 500)+"/1", nil, nil, 400)
 	}
 
 	// Public: add-leaf bodies.
@@ -501,9 +577,15 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 		add(ep, "POST", pub+ep, r.MarshalASCII(), nil, 403)
 	}
 	add(ep, "POST", pub+ep, []byte(strings.ToUpper(string(badSigBody))), nil, 400) // keys are lowercase
+	// A malformed sigsum-token is refused before the leaf's signature is checked.
+	for _, v := range []string{"", "example.org", "example.org zz", "\xff.org " + strings.Repeat("00", 64)} {
+		add(ep, "POST", pub+ep, badSigBody, http.Header{"Sigsum-Token": {v}}, 400)
+	}
 	cases = append(cases,
 		badCase{ep: ep, method: "POST", url: pub + ep, body: []byte(line("message", "zz"+msg[2:]) + line("signature", sig) + line("public_key", pk)), slow: true, want: []int{400}},
-		badCase{ep: ep, method: "POST", url: pub + ep, body: badSigBody, slow: true, want: []int{403}})
+		badCase{ep: ep, method: "POST", url: pub + ep, body: badSigBody, slow: true, want: []int{403}},
+		// A body slower than the primary's -timeout: 408 with a reason, and nothing queued.
+		badCase{ep: ep, method: "POST", url: pub + ep, body: badSigBody, crawl: true, want: []int{408}})
 	// Submit tokens on a well-signed leaf by a key without a limit of its own.
 	valid := req.MarshalASCII()
 	tok, _ := sigsum.SignSubmitToken(tokenKey, "example.org", logKey)
@@ -516,6 +598,8 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 		want int
 	}{
 		{nil, 429}, // no token, no limit for this key
+		{[]string{""}, 400},
+		{[]string{tok.String(), tok.String()}, 400},
 		{[]string{"example.org"}, 400},
 		{[]string{"example.org "}, 400},
 		{[]string{"example.org zz"}, 400},
@@ -550,10 +634,14 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 
 	// Framing errors no client would send, on each listener.
 	var raws []rawCase
-	for _, l := range []struct{ ep, addr, path string }{
-		{"get-tree-head", fmt.Sprintf("127.0.0.1:%d", p.public), "/get-tree-head"},
-		{"internal get-leaves", fmt.Sprintf("127.0.0.1:%d", p.internal), "/get-leaves/0/1"},
-		{"get-secondary-tree-head", fmt.Sprintf("127.0.0.1:%d", s.internal), "/get-secondary-tree-head"},
+	asSecondary := &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{*secondaryCert}}
+	for _, l := range []struct {
+		ep, addr, path string
+		tls            *tls.Config
+	}{
+		{"get-tree-head", fmt.Sprintf("127.0.0.1:%d", p.public), "/get-tree-head", nil},
+		{"internal get-leaves", fmt.Sprintf("127.0.0.1:%d", p.internal), "/get-leaves/0/1", asSecondary},
+		{"get-secondary-tree-head", fmt.Sprintf("127.0.0.1:%d", s.internal), "/get-secondary-tree-head", asSecondary},
 	} {
 		for _, r := range []struct {
 			req  string
@@ -571,7 +659,7 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 			{"GET " + l.path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nzz\r\n", []int{400, 200}},
 			{"GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n", []int{400}},
 		} {
-			raws = append(raws, rawCase{ep: l.ep, addr: l.addr, req: r.req, want: r.want})
+			raws = append(raws, rawCase{ep: l.ep, addr: l.addr, tls: l.tls, req: r.req, want: r.want})
 		}
 	}
 	return cases, raws
@@ -579,18 +667,21 @@ func badInputCases(t *testing.T, p, s *node, c *client.Client, logKey sigsum.Pub
 
 // forger is a fake secondary: it relays the real secondary's head re-signed with its own key, or serves a forgery.
 type forger struct {
-	signer sigsum.Signer
-	real   *client.Client
-	url    string // the real secondary's internal URL
-	mu     sync.Mutex
-	serve  http.HandlerFunc // nil: relay
-	srv    *httptest.Server
+	signer    sigsum.Signer
+	real      *client.Client
+	url       string // the real secondary's internal URL
+	publicURL string // and its public one
+	mu        sync.Mutex
+	serve     http.HandlerFunc // nil: relay
+	srv       *httptest.Server
 }
 
 func newForger(t *testing.T, s *node) *forger {
 	t.Helper()
-	fg := &forger{signer: newSubmitter(t, 170).signer, real: s.clientInternal(t), url: s.internalURL()}
-	fg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The forger is a configured secondary gone bad: it holds the real secondary's node key (so the primary lets
+	// the real one replicate, and talks to the forger over TLS pinned to that key) and signs what it likes with it.
+	fg := &forger{signer: loadNodeSigner(t, s), real: s.clientInternal(t), url: s.internalURL(), publicURL: s.publicURL()}
+	fg.srv = startNodeServer(t, fg.signer, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fg.mu.Lock()
 		serve := fg.serve
 		fg.mu.Unlock()
@@ -610,7 +701,6 @@ func newForger(t *testing.T, s *node) *forger {
 		}
 		w.Write(re.MarshalASCII())
 	}))
-	t.Cleanup(fg.srv.Close)
 	return fg
 }
 
@@ -663,7 +753,7 @@ func (fg *forger) forgeries(t *testing.T, logSigner sigsum.Signer) []forgery {
 	huge := th
 	huge.Size = 1<<63 - 1
 	return []forgery{
-		{"signed by the real secondary's key (not the configured one)", body(truth.MarshalASCII())},
+		{"signed by another key (not the configured one)", body(signed(th, newSubmitter(t, 171).signer))},
 		{"signed by the log's key", body(signed(th, logSigner))},
 		{"signed for the log's origin", body(wrongOrigin.MarshalASCII())},
 		{"signature bit flipped", body(badSig.MarshalASCII())},
@@ -681,8 +771,8 @@ func (fg *forger) forgeries(t *testing.T, logSigner sigsum.Signer) []forgery {
 		{"8 MiB body", body(bytes.Repeat([]byte("size=1\n"), 8<<20/7))},
 		{"500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "boom", 500) }},
 		{"404", func(w http.ResponseWriter, _ *http.Request) { http.NotFound(w, nil) }},
-		{"redirect to the real secondary", func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, fg.url+"/get-secondary-tree-head", http.StatusFound)
+		{"redirect to the real secondary's plain-HTTP public listener", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, fg.publicURL+"/get-secondary-tree-head", http.StatusFound)
 		}},
 		{"answers after the primary's timeout", func(w http.ResponseWriter, r *http.Request) {
 			select {

@@ -171,7 +171,7 @@ func TestDrillDisk(t *testing.T) {
 	pdir := filepath.Join(dir, "primary")
 	mountTmpfs(t, pdir, "24m")
 	p := newNode(t, "primary", pdir, "-interval", "200ms")
-	s := newNode(t, "secondary", filepath.Join(dir, "secondary"), "-interval", "100ms", "-primary-url", p.internalURL())
+	s := newSecondary(t, filepath.Join(dir, "secondary"), p)
 	p.addSecondaries(s)
 	tailOnFailure(t, p, s)
 	s.start()
@@ -217,6 +217,12 @@ func TestDrillDisk(t *testing.T) {
 				}
 			}()
 			ans := probeAddLeaf(t, p, probe, 3*time.Second)
+			// While add-leaf answers 503 for want of space, /readyz says so: a load balancer stops sending leaves.
+			if ans.codes[http.StatusServiceUnavailable] > 0 {
+				if code, body := getStatus(t, p.internalURL()+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "storage full") {
+					t.Errorf("full disk: /readyz %d %q, want 503 storage full", code, body)
+				}
+			}
 			close(stop)
 			<-done
 			probed, firsts = append(probed, ans.leaves...), append(firsts, ans.first...)
@@ -242,7 +248,15 @@ func TestDrillDisk(t *testing.T) {
 			p.start()
 		}
 		waitFor(t, "recovery after a "+ph.name+" disk", 60*time.Second, func() bool { return load.ackedCount() > acked+5 })
+		waitFor(t, "/readyz after a "+ph.name+" disk", 60*time.Second, func() bool {
+			code, _ := getStatus(t, p.internalURL()+"/readyz")
+			return code == http.StatusOK
+		})
 		recovered[len(recovered)-1] += fmt.Sprintf("; recovered %v after the disk healed", time.Since(healed).Round(time.Millisecond))
+		// A failure that repeats with every request is logged once, then with a count: not once per add-leaf.
+		if n := strings.Count(p.tail(), `msg="backend failure"`); n > 5 {
+			t.Errorf("%s disk: %d backend failure lines among the log's last lines, want the failure logged once with a count", ph.name, n)
+		}
 	}
 
 	// Every probe leaf (202 or 5xx during the trouble) is committed once the disk is healthy again.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -116,7 +117,7 @@ func resources(t *testing.T, p *node) (goroutines, fds int) {
 	}
 	// A scrape can meet a keep-alive connection the server just closed: try again on a fresh one.
 	for i := 0; ; i++ {
-		rsp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Get(p.internalURL() + "/metrics")
+		rsp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}).Get(p.internalURL() + "/metrics")
 		if err != nil {
 			if i < 3 {
 				time.Sleep(100 * time.Millisecond)
@@ -166,7 +167,8 @@ func TestDrillPartition(t *testing.T) {
 	// The witness, behind a proxy, required by the policy.
 	w := newWitness(t, "w1", filepath.Join(dir, "w1"), filepath.Join(p.dir, "key.pub"))
 	witProxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", w.port))
-	policy := fmt.Sprintf("log %s\nwitness w1 %s %s\ngroup g 1 w1\nquorum g\n", logKey, w.key, witProxy.url())
+	witURL := strings.Replace(witProxy.url(), "https://", "http://", 1) // the witness speaks plain HTTP
+	policy := fmt.Sprintf("log %s\nwitness w1 %s %s\ngroup g 1 w1\nquorum g\n", logKey, w.key, witURL)
 	policyFile := filepath.Join(p.dir, "trust-policy")
 	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
@@ -182,8 +184,8 @@ func TestDrillPartition(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		pp := startProxy(t, fmt.Sprintf("127.0.0.1:%d", p.internal))
-		s := newNode(t, "secondary", filepath.Join(dir, fmt.Sprintf("secondary%d", i+1)),
-			"-interval", "100ms", "-timeout", "2s", "-primary-url", pp.url())
+		s := newSecondary(t, filepath.Join(dir, fmt.Sprintf("secondary%d", i+1)), p)
+		s.extra = []string{"-interval", "100ms", "-timeout", "2s", "-primary-url", pp.url()}
 		ap := startProxy(t, fmt.Sprintf("127.0.0.1:%d", s.internal))
 		fmt.Fprintf(conf, "\n[[primary.secondaries]]\nurl = %q\npubkey-file = %q\n", ap.url(), filepath.Join(s.dir, "key.pub"))
 		secs, pull, ask = append(secs, s), append(pull, pp), append(ask, ap)

@@ -52,7 +52,9 @@ func startProxy(t *testing.T, target string) *faultProxy {
 	return p
 }
 
-func (p *faultProxy) url() string { return "http://" + p.ln.Addr().String() }
+// url is the proxy's URL for an internal listener behind it: TLS goes through (the nodes' keys are pinned end to
+// end), so it is https.
+func (p *faultProxy) url() string { return "https://" + p.ln.Addr().String() }
 
 // set changes the mode (and the delay for faultDelay) and resets every connection.
 func (p *faultProxy) set(m faultMode, delay time.Duration) {

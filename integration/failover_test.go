@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -157,7 +158,7 @@ func TestFailoverDrill(t *testing.T) {
 	killedAt := time.Now()
 	committedBefore := tr.committed()
 
-	// Promote the secondary that holds the most.
+	// Promote the secondary that holds the most. The other one runs again while promote asks it for its tree.
 	for _, s := range cl.secondaries {
 		s.stop()
 	}
@@ -165,17 +166,27 @@ func TestFailoverDrill(t *testing.T) {
 	if storedSize(t, other) > storedSize(t, chosen) {
 		chosen, other = other, chosen
 	}
+	other.start()
 	out := ctl(t, "promote", "-config", chosen.configFile(), "-key-file", filepath.Join(old.dir, "key"),
-		"-published", publishedFile)
+		"-published", publishedFile, "-secondary", other.internalURL()+","+filepath.Join(other.dir, "key.pub"))
 	t.Logf("sigsumctl promote:\n%s", out)
+	for _, want := range []string{"recorded head", "-published " + publishedFile, "secondary " + other.internalURL(),
+		"sigsumd -role primary -config " + filepath.Join(chosen.dir, "sigsumd-primary.toml")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("promote's output does not mention %q", want)
+		}
+	}
 
-	// The promoted node becomes the primary, with the other secondary re-pointed and a fresh one.
-	np := &node{t: t, role: "primary", dir: chosen.dir, public: freePort(t), internal: freePort(t),
-		conf: filepath.Join(chosen.dir, "sigsumd-primary.toml"), extra: []string{"-interval", "300ms"}}
+	// The promoted node becomes the primary with the configuration promote wrote, the other secondary re-pointed
+	// and a fresh one.
+	np := &node{t: t, role: "primary", dir: chosen.dir, public: chosen.public, internal: chosen.internal,
+		conf: filepath.Join(chosen.dir, "sigsumd-primary.toml"), extra: []string{"-interval", "300ms"},
+		logPub: filepath.Join(old.dir, "key.pub")}
 	t.Cleanup(np.kill)
-	other.extra = []string{"-interval", "100ms", "-primary-url", np.internalURL()}
-	fresh := newNode(t, "secondary", filepath.Join(t.TempDir(), "fresh"), "-interval", "100ms", "-primary-url", np.internalURL())
-	np.addSecondaries(other, fresh)
+	other.stop()
+	other.extra = []string{"-interval", "100ms", "-primary-url", np.internalURL(), "-primary-public-url", np.publicURL()}
+	fresh := newSecondary(t, filepath.Join(t.TempDir(), "fresh"), np)
+	np.addSecondaries(fresh)
 	np.start()
 	newClient := np.client()
 	firstNew := treeHead(t, newClient, cl.logKey)

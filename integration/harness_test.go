@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigsumd/sigsumd/internal/nodetls"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/key"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
@@ -43,6 +46,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// The nodes' internal listeners are TLS with self-signed node certificates (nodetls): the operator's endpoints
+	// there (/metrics, /readyz) and start probes are read like curl -k. Replication clients pin keys (nodeClient).
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -113,6 +119,8 @@ type node struct {
 	internal int
 	extra    []string // more flags
 	conf     string   // configuration file, if not <dir>/sigsumd.toml
+	insecure bool     // the internal API is plain HTTP (insecure-internal-http), not mutual TLS
+	logPub   string   // a primary's log public key file, if not <dir>/key.pub (a promoted secondary)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -120,8 +128,14 @@ type node struct {
 	log  *os.File
 }
 
-func (n *node) internalURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.internal) }
-func (n *node) publicURL() string   { return fmt.Sprintf("http://127.0.0.1:%d", n.public) }
+func (n *node) internalURL() string {
+	scheme := "https"
+	if n.insecure {
+		scheme = "http"
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, n.internal)
+}
+func (n *node) publicURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.public) }
 func (n *node) configFile() string {
 	if n.conf != "" {
 		return n.conf
@@ -146,6 +160,77 @@ func newNode(t *testing.T, role, dir string, extra ...string) *node {
 	ctl(t, "init", "-role", role, "-data-dir", dir)
 	t.Cleanup(n.kill)
 	return n
+}
+
+// newSecondary initialises a secondary of primary p, following p's published head (sigsumctl init -log-url
+// -log-public-key), pulling every 100 ms.
+func newSecondary(t *testing.T, dir string, p *node) *node {
+	t.Helper()
+	n := &node{t: t, role: "secondary", dir: dir, public: freePort(t), internal: freePort(t),
+		extra: []string{"-interval", "100ms", "-primary-url", p.internalURL()}}
+	logPub := p.logPub
+	if logPub == "" {
+		logPub = filepath.Join(p.dir, "key.pub")
+	}
+	ctl(t, "init", "-role", "secondary", "-data-dir", dir, "-primary-url", p.internalURL(),
+		"-log-url", p.publicURL(), "-log-public-key", logPub)
+	t.Cleanup(n.kill)
+	return n
+}
+
+// trust gives secondary s the primary's node key (the log's key), as sigsumctl init -log-public-key does: its
+// internal client accepts only a primary that proves it.
+func trust(t *testing.T, s *node, logKey sigsum.PublicKey) {
+	t.Helper()
+	path := filepath.Join(s.dir, "log.pub")
+	os.Remove(path)
+	if err := key.WritePublicKeyFile(path, logKey, "log"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadNodeSigner reads n's node key (<dir>/key).
+func loadNodeSigner(t *testing.T, n *node) sigsum.Signer {
+	t.Helper()
+	priv, err := key.ReadPrivateKeyFile(filepath.Join(n.dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sigsum.NewEd25519Signer(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// nodeCert is n's internal TLS certificate, made from its node key as sigsumd makes it.
+func nodeCert(t *testing.T, n *node) *tls.Certificate {
+	t.Helper()
+	c, err := nodetls.Certificate(loadNodeSigner(t, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// nodeClientHTTP is an HTTP client that authenticates as node as and accepts only n's node key.
+func nodeClientHTTP(t *testing.T, as, n *node) *http.Client {
+	t.Helper()
+	return nodetls.HTTPClient(nodeCert(t, as), n.publicKey())
+}
+
+// startNodeServer serves h over the internal TLS of a node whose key s holds.
+func startNodeServer(t *testing.T, s sigsum.Signer, h http.Handler) *httptest.Server {
+	t.Helper()
+	c, err := nodetls.Certificate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = nodetls.ServerConfig(c)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // addSecondaries appends secondaries to a primary's configuration.

@@ -80,3 +80,42 @@ func TestRateLimitedDomain(t *testing.T) {
 	}
 	checkLog(t, c, cl.logKey, leaves, nil)
 }
+
+// TestRateLimitSurvivesKill: with a limit of 10 and 8 used, a SIGKILL of the primary and a restart leave exactly
+// 2 new leaves to the submitter: every charge add-leaf answered for was durable before the answer.
+func TestRateLimitSurvivesKill(t *testing.T) {
+	t.Parallel()
+	cl := newCluster(t, 1)
+	sub := newSubmitter(t, 65)
+	limits := filepath.Join(cl.primary.dir, "rate-limits")
+	if err := os.WriteFile(limits, []byte("key "+sub.signer.Public().KeyHash().String()+" 10\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cl.primary.extra = append(cl.primary.extra, "-rate-limit-file", limits)
+	cl.start()
+	ctx := context.Background()
+	c := cl.primary.client()
+	for i := 0; i < 8; i++ {
+		req, _ := sub.next(t)
+		if _, err := c.AddLeaf(ctx, req, nil); err != nil {
+			t.Fatalf("leaf %d of 8: %v", i, err)
+		}
+	}
+	cl.primary.kill()
+	cl.primary.start()
+	c = cl.primary.client()
+	accepted := 0
+	for i := 0; i < 5; i++ {
+		req, _ := sub.next(t)
+		_, err := c.AddLeaf(ctx, req, nil)
+		switch {
+		case err == nil:
+			accepted++
+		case client.StatusCode(err) != http.StatusTooManyRequests:
+			t.Fatalf("new leaf %d after the kill: %v", i, err)
+		}
+	}
+	if accepted != 2 {
+		t.Fatalf("%d new leaves accepted after the kill with 8 of 10 used before it, want 2", accepted)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigsumd/sigsumd/pkg/key"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
@@ -17,10 +16,13 @@ import (
 // not extend.
 func TestSecondarySelfCheck(t *testing.T) {
 	t.Parallel()
-	cl := newCluster(t, 1)
+	// One of two secondaries is enough to commit: the second, started later, follows a forged head.
+	cl := newCluster(t, 1, "-secondary-quorum", "1")
 	p, s := cl.primary, cl.secondaries[0]
 	logPub := filepath.Join(p.dir, "key.pub")
 	s.extra = append(s.extra, "-primary-public-url", p.publicURL(), "-log-public-key-file", logPub)
+	s2 := newSecondary(t, filepath.Join(t.TempDir(), "s2"), p)
+	p.addSecondaries(s2) // the primary serves its leaves only to the secondaries it lists
 	cl.start()
 	c := p.client()
 	leaves := submit(t, c, newSubmitter(t, 91), 4)
@@ -32,7 +34,7 @@ func TestSecondarySelfCheck(t *testing.T) {
 
 	// A second secondary whose "published head" is a forged fork signed with the log key: it must stop.
 	forged := sigsum.TreeHead{Size: 2, RootHash: sigsum.Hash{7}}
-	signer := loadLogSigner(t, p)
+	signer := loadNodeSigner(t, p)
 	fsth, err := forged.Sign(signer)
 	if err != nil {
 		t.Fatal(err)
@@ -46,25 +48,10 @@ func TestSecondarySelfCheck(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(fork.Close)
-	s2 := newNode(t, "secondary", filepath.Join(t.TempDir(), "s2"), "-primary-url", p.internalURL(),
-		"-primary-public-url", fork.URL, "-log-public-key-file", logPub)
+	s2.extra = append(s2.extra, "-primary-public-url", fork.URL, "-log-public-key-file", logPub)
 	s2.start()
 	waitFor(t, "the second secondary to stop on the forged head", 30*time.Second, func() bool {
 		code, _ := getStatus(t, s2.internalURL()+"/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(s2.tail(), "DIVERGED")
 	})
-}
-
-// loadLogSigner reads a node's private key file (sigsumctl init writes <dir>/key).
-func loadLogSigner(t *testing.T, n *node) sigsum.Signer {
-	t.Helper()
-	priv, err := key.ReadPrivateKeyFile(filepath.Join(n.dir, "key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sigsum.NewEd25519Signer(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	tpb "github.com/google/trillian"
+	"github.com/google/trillian"
 	"github.com/google/trillian/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/sigsumd/sigsumd/internal/trillian/dbtest"
+	"github.com/sigsumd/sigsumd/internal/engine/dbtest"
 	"github.com/sigsumd/sigsumd/pkg/key"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -48,14 +48,14 @@ func TestStorageReferenceTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	admin, logc := tpb.NewTrillianAdminClient(conn), tpb.NewTrillianLogClient(conn)
-	var tree *tpb.Tree
+	admin, logc := trillian.NewTrillianAdminClient(conn), trillian.NewTrillianLogClient(conn)
+	var tree *trillian.Tree
 	waitFor(t, "trillian_log_server to answer", 60*time.Second, func() bool {
-		tree, err = admin.CreateTree(ctx, &tpb.CreateTreeRequest{Tree: &tpb.Tree{
-			TreeType: tpb.TreeType_LOG, TreeState: tpb.TreeState_ACTIVE, MaxRootDuration: durationpb.New(time.Hour)}})
+		tree, err = admin.CreateTree(ctx, &trillian.CreateTreeRequest{Tree: &trillian.Tree{
+			TreeType: trillian.TreeType_LOG, TreeState: trillian.TreeState_ACTIVE, MaxRootDuration: durationpb.New(time.Hour)}})
 		return err == nil
 	})
-	if _, err := logc.InitLog(ctx, &tpb.InitLogRequest{LogId: tree.TreeId}); err != nil {
+	if _, err := logc.InitLog(ctx, &trillian.InitLogRequest{LogId: tree.TreeId}); err != nil {
 		t.Fatal(err)
 	}
 	treeIDFile := filepath.Join(refDir, "tree-id")
@@ -78,14 +78,14 @@ func TestStorageReferenceTakeover(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		req, leaf := sub.next(t)
 		refLeaves = append(refLeaves, submitted{req, leaf})
-		if _, err := logc.QueueLeaf(ctx, &tpb.QueueLeafRequest{LogId: tree.TreeId,
-			Leaf: &tpb.LogLeaf{LeafValue: leaf.MarshalBinary()}}); err != nil {
+		if _, err := logc.QueueLeaf(ctx, &trillian.QueueLeafRequest{LogId: tree.TreeId,
+			Leaf: &trillian.LogLeaf{LeafValue: leaf.MarshalBinary()}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var root types.LogRootV1
 	waitFor(t, "the reference's leaves integrated", 60*time.Second, func() bool {
-		rsp, err := logc.GetLatestSignedLogRoot(ctx, &tpb.GetLatestSignedLogRootRequest{LogId: tree.TreeId})
+		rsp, err := logc.GetLatestSignedLogRoot(ctx, &trillian.GetLatestSignedLogRootRequest{LogId: tree.TreeId})
 		return err == nil && root.UnmarshalBinary(rsp.SignedLogRoot.LogRoot) == nil && root.TreeSize == 5
 	})
 	th := sigsum.TreeHead{Size: root.TreeSize, RootHash: sigsum.Hash(root.RootHash)}
@@ -112,6 +112,7 @@ func TestStorageReferenceTakeover(t *testing.T) {
 		extra: []string{"-data-dir", pdir}}
 	t.Cleanup(p.kill)
 	sec.extra = []string{"-interval", "100ms", "-primary-url", p.internalURL()}
+	trust(t, sec, logKey)
 	sec.start()
 	p.start()
 	c := p.client()
@@ -145,7 +146,7 @@ func applySchema(t *testing.T, storage string) {
 	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "c.toml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("data-dir = %q\nstorage = %q\nkey-file = \"k\"\n[secondary]\nprimary-url = \"http://127.0.0.1:1\"\n", dir, storage)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("data-dir = %q\nstorage = %q\nkey-file = \"k\"\ninsecure-internal-http = true\n[secondary]\nprimary-url = \"http://127.0.0.1:1\"\n", dir, storage)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "tree-id"), []byte("tree-id=1\n"), 0o644); err != nil {

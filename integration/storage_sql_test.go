@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigsumd/sigsumd/internal/trillian/dbtest"
-	"github.com/sigsumd/sigsumd/pkg/client"
+	"github.com/sigsumd/sigsumd/internal/engine/dbtest"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
@@ -31,6 +30,7 @@ func testSQLCluster(t *testing.T, scratch func(testing.TB) string) {
 	p := newNodeOn(t, "primary", filepath.Join(dir, "primary"), storageBackend(scratch(t)), "-interval", "300ms")
 	s := newNodeOn(t, "secondary", filepath.Join(dir, "secondary"), storageBackend(scratch(t)),
 		"-interval", "100ms", "-primary-url", p.internalURL())
+	trust(t, s, p.publicKey())
 	p.addSecondaries(s)
 	s.start()
 	p.start()
@@ -52,13 +52,15 @@ func testSQLCluster(t *testing.T, scratch func(testing.TB) string) {
 	}
 	p.kill()
 	s.stop()
-	out := ctl(t, "promote", "-config", s.configFile(), "-key-file", filepath.Join(p.dir, "key"), "-published", published)
+	out := ctl(t, "promote", "-config", s.configFile(), "-key-file", filepath.Join(p.dir, "key"),
+		"-log-public-key", filepath.Join(p.dir, "key.pub"), "-published", published)
 	t.Logf("sigsumctl promote:\n%s", out)
 	np := &node{t: t, role: "primary", dir: s.dir, public: freePort(t), internal: freePort(t),
 		conf: filepath.Join(s.dir, "sigsumd-primary.toml"), extra: []string{"-interval", "300ms"}}
 	t.Cleanup(np.kill)
 	fresh := newNodeOn(t, "secondary", filepath.Join(dir, "fresh"), storageBackend(scratch(t)),
 		"-interval", "100ms", "-primary-url", np.internalURL())
+	trust(t, fresh, logKey)
 	np.addSecondaries(fresh)
 	fresh.start()
 	np.start()
@@ -94,11 +96,12 @@ func TestStorageThroughput(t *testing.T) {
 			}
 			p := mk("primary", "primary", "-interval", "200ms")
 			s := mk("secondary", "secondary", "-interval", "50ms", "-primary-url", p.internalURL())
+			trust(t, s, p.publicKey())
 			p.addSecondaries(s)
 			s.start()
 			p.start()
 			c := p.client()
-			sc := s.internalAPI(t)
+			sc := s.clientInternal(t)
 			start := time.Now()
 			leaves, accepted := submitParallel(t, c, 60, workers, n)
 			var replicated time.Duration
@@ -125,14 +128,4 @@ func TestStorageThroughput(t *testing.T) {
 				name, raceEnabled, n, workers, rate(accepted), rate(replicated), rate(committed))
 		})
 	}
-}
-
-// internalAPI is a client of the node's internal API.
-func (n *node) internalAPI(t *testing.T) *client.Client {
-	t.Helper()
-	c, err := client.New(client.Config{URL: n.internalURL(), Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

@@ -177,3 +177,31 @@ func TestWitnessOneOfTwo(t *testing.T) {
 		return cth.Size == 3 && got["w1"] && !got["w2"]
 	})
 }
+
+// Promote asks witnesses too (C2SP tlog-witness monitor retrieval): a secondary that recorded no published head and
+// holds none of the log's leaves, with the old primary gone, is refused because a witness shows the checkpoint of
+// the log it cosigned, naming that witness; without the witness nothing shows how far the log went.
+func TestPromoteAsksWitnesses(t *testing.T) {
+	t.Parallel()
+	cl, ws := witnessCluster(t, "group g 1 w1", "w1")
+	p := cl.primary
+	// bare follows no published head and cannot reach the primary: it holds nothing.
+	bare := &node{t: t, role: "secondary", dir: filepath.Join(t.TempDir(), "bare"), public: freePort(t), internal: freePort(t)}
+	ctl(t, "init", "-role", "secondary", "-data-dir", bare.dir, "-primary-url", fmt.Sprintf("https://127.0.0.1:%d", freePort(t)),
+		"-log-public-key", filepath.Join(p.dir, "key.pub"))
+	ws[0].start()
+	cl.start()
+	c := p.client()
+	leaves := submit(t, c, newSubmitter(t, 91), 3)
+	allCommitted(t, c, leaves, 60*time.Second)
+	waitFor(t, "a head of 3 leaves cosigned by w1", 30*time.Second, func() bool {
+		cth := treeHead(t, c, cl.logKey)
+		return cth.Size == 3 && checkCosigned(t, cth, cl.logKey, ws)["w1"]
+	})
+	p.kill()
+	args := []string{"promote", "-config", bare.configFile(), "-key-file", filepath.Join(p.dir, "key"),
+		"-log-public-key", filepath.Join(p.dir, "key.pub")}
+	ctlFails(t, "no source showed", args...)
+	ctlFails(t, fmt.Sprintf("witness %s shows a published head of size 3: the local tree has only 0 leaves", ws[0].url()),
+		append(args, "-witness", ws[0].url())...)
+}

@@ -6,7 +6,9 @@
 # waiting for 200). Both nodes are stopped on exit.
 #
 # Knobs (environment): BENCH_DURATION (15s), BENCH_DRAIN (10s), BENCH_INTERVAL (1s), BENCH_CS ("1 8 64"),
-# BENCH_MODES ("add-leaf add-known get-tree-head get-leaves inclusion consistency"), BENCH_LEAVES (most new leaves
+# BENCH_MODES ("add-leaf add-known get-tree-head get-leaves inclusion consistency tile entries"), BENCH_SECONDARY_MODES
+# (the read modes also run against the secondary's public URL at the largest c, "get-tree-head get-leaves inclusion
+# consistency tile entries"; empty: none), BENCH_LEAVES (most new leaves
 # per add-leaf run, 100000), BENCH_PORT (first of five loopback ports, 18965), BENCH_DIR (state; default a new
 # temporary directory, removed on exit unless BENCH_KEEP=1).
 set -euo pipefail
@@ -16,7 +18,8 @@ duration=${BENCH_DURATION:-15s}
 drain=${BENCH_DRAIN:-10s}
 interval=${BENCH_INTERVAL:-1s}
 cs=${BENCH_CS:-1 8 64}
-modes=${BENCH_MODES:-add-leaf add-known get-tree-head get-leaves inclusion consistency}
+modes=${BENCH_MODES:-add-leaf add-known get-tree-head get-leaves inclusion consistency tile entries}
+secondary_modes=${BENCH_SECONDARY_MODES-get-tree-head get-leaves inclusion consistency tile entries}
 leaves=${BENCH_LEAVES:-100000}
 port=${BENCH_PORT:-18965}
 dir=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/sigsumd-bench.XXXXXX")}
@@ -38,8 +41,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$bin/sigsumctl" init -role primary -data-dir "$dir/primary" >/dev/null
-"$bin/sigsumctl" init -role secondary -data-dir "$dir/secondary" -primary-url "http://$p_int" >/dev/null
-printf '\n[[primary.secondaries]]\nurl = "http://%s"\npubkey-file = "%s"\n' "$s_int" "$dir/secondary/key.pub" \
+"$bin/sigsumctl" init -role secondary -data-dir "$dir/secondary" -primary-url "https://$p_int" \
+	-log-url "http://$p_ext" -log-public-key "$dir/primary/key.pub" >/dev/null
+printf '\n[[primary.secondaries]]\nurl = "https://%s"\npubkey-file = "%s"\n' "$s_int" "$dir/secondary/key.pub" \
 	>>"$dir/primary/sigsumd.toml"
 
 # The secondary runs at its defaults (it long-polls the primary for new leaves); the interval is the primary's rotation interval.
@@ -66,6 +70,13 @@ for c in $cs; do
 			-duration "$duration" -drain "$drain" -leaves "$leaves" 2>>"$dir/bench-errors.log" | tee -a "$results" |
 			sed 's/^/  /' >&2
 	done
+done
+# Reads from the secondary (it serves the log's read API at the published head it holds), at the largest c.
+cmax=${cs##* }
+for m in $secondary_modes; do
+	"$bin/sigsum-bench" -log-url "http://$s_ext" -log-key "$dir/primary/key.pub" -mode "$m" -c "$cmax" \
+		-duration "$duration" 2>>"$dir/bench-errors.log" | sed "s/^mode=$m /mode=$m@secondary /" | tee -a "$results" |
+		sed 's/^/  /' >&2
 done
 echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -s "$dir/bench-errors.log" ] && { echo "bench: first errors:"; head -n 20 "$dir/bench-errors.log"; }

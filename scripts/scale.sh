@@ -212,7 +212,13 @@ done
 # 2. The catch-up of a fresh secondary.
 grow "$target"
 n=$size
-"$bin/sigsumctl" init -role secondary -data-dir "$dir/secondary" -primary-url "http://$p_int" >/dev/null 2>&1
+"$bin/sigsumctl" init -role secondary -data-dir "$dir/secondary" -primary-url "https://$p_int" \
+	-log-public-key "$dir/primary/key.pub" >/dev/null 2>&1
+# The internal API is mutual TLS: the primary serves its leaves only to secondaries it lists, so it restarts with
+# this one (it signs nothing new meanwhile: no leaves are added).
+printf '\n[[primary.secondaries]]\nurl = "https://%s"\npubkey-file = "%s"\n' "$s_int" "$dir/secondary/key.pub" \
+	>>"$dir/primary/sigsumd.toml"
+restart_primary
 echo "scale: starting a fresh secondary against a tree of $n leaves" >&2
 t0=$(now)
 "$bin/sigsumd" -role secondary -config "$dir/secondary/sigsumd.toml" \
@@ -222,7 +228,7 @@ pids+=("$secondary_pid")
 size=0
 deadline=$(awk -v t="$t0" -v d="$catchup_timeout" 'BEGIN { printf "%d", t + d }')
 for _ in $(seq $((catchup_timeout * 10))); do
-	size=$(curl -sf --max-time 2 "http://$s_int/get-secondary-tree-head" 2>/dev/null | sed -n 's/^size=//p' || true)
+	size=$(curl -sfk --max-time 2 "https://$s_int/get-secondary-tree-head" 2>/dev/null | sed -n 's/^size=//p' || true)
 	size=${size:-0}
 	[ "$size" -ge "$n" ] && break
 	kill -0 "$secondary_pid" 2>/dev/null || { echo "scale: the secondary exited; see $dir/secondary.log" >&2; exit 1; }

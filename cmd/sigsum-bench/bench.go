@@ -26,9 +26,11 @@ const (
 	ModeLeaves      = "get-leaves"    // Range leaves from a random start, compared with verified leaves
 	ModeInclusion   = "inclusion"     // inclusion proofs of random leaves in the published tree
 	ModeConsistency = "consistency"   // consistency proofs from random sizes to the published size
+	ModeTile        = "tile"          // level-0 hash tiles (Sigsum v1.1), full where the tree has them, compared with verified hashes
+	ModeEntries     = "entries"       // entry bundles (Sigsum v1.1), full where the tree has them, compared with verified leaves
 )
 
-var allModes = []string{ModeAddLeaf, ModeAddKnown, ModeTreeHead, ModeLeaves, ModeInclusion, ModeConsistency}
+var allModes = []string{ModeAddLeaf, ModeAddKnown, ModeTreeHead, ModeLeaves, ModeInclusion, ModeConsistency, ModeTile, ModeEntries}
 
 func validMode(m string) bool {
 	for _, a := range allModes {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/torchwood"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
 
@@ -37,6 +38,7 @@ type fakeLog struct {
 	forgeLeafSig   bool // get-leaves returns leaf 0 with a flipped signature bit
 	forgeInclusion bool // inclusion proofs with a wrong node
 	forgeCommitted bool // add-leaf answers 200 for a leaf it never added
+	forgeTile      bool // tiles and entry bundles with their last bit flipped
 }
 
 func newFakeLog(t *testing.T) (*fakeLog, *httptest.Server) {
@@ -89,6 +91,27 @@ func (f *fakeLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.leaves = append(f.leaves, leaf)
 		f.tree.Append(h[:])
 		w.WriteHeader(http.StatusAccepted)
+	case parts[0] == "tile":
+		// Level-0 hash tiles and entry bundles only: what the tile modes ask for.
+		tile, err := torchwood.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/"))
+		first := int(tile.N) * torchwood.TileWidth
+		if err != nil || tile.L > 0 || first+tile.W > len(f.leaves) {
+			http.Error(w, "no such tile", http.StatusNotFound)
+			return
+		}
+		var body []byte
+		for _, l := range f.leaves[first : first+tile.W] {
+			if tile.L == 0 {
+				h := l.Hash()
+				body = append(body, h[:]...)
+			} else {
+				body, _ = torchwood.AppendTileEntry(body, l.MarshalBinary())
+			}
+		}
+		if f.forgeTile {
+			body[len(body)-1] ^= 1
+		}
+		w.Write(body)
 	case parts[0] == "get-tree-head":
 		cth := f.head()
 		w.Write(cth.MarshalASCII())
@@ -213,7 +236,7 @@ func TestModesAgainstHonestLog(t *testing.T) {
 	if len(r.Latencies) < 100 || r.CommitLatencies[0] < b.cfg.Retry {
 		t.Errorf("add-leaf did not retry as a client does: %s", r.Line())
 	}
-	for _, m := range []string{ModeAddKnown, ModeTreeHead, ModeLeaves, ModeInclusion, ModeConsistency} {
+	for _, m := range []string{ModeAddKnown, ModeTreeHead, ModeLeaves, ModeInclusion, ModeConsistency, ModeTile, ModeEntries} {
 		r := b.Run(ctx, m)
 		if r.Errors != 0 || len(r.Latencies) == 0 || len(r.Latencies) > 200 {
 			t.Errorf("%s: %s", m, r.Line())
@@ -247,6 +270,8 @@ func TestForgeriesCountAsErrors(t *testing.T) {
 		{"head signature in add-leaf check", func(f *fakeLog) { f.forgeHeadSig = true }, ModeAddLeaf},
 		{"leaf signature", func(f *fakeLog) { f.forgeLeafSig = true }, ModeLeaves},
 		{"inclusion proof", func(f *fakeLog) { f.forgeInclusion = true }, ModeInclusion},
+		{"hash tile", func(f *fakeLog) { f.forgeTile = true }, ModeTile},
+		{"entry bundle", func(f *fakeLog) { f.forgeTile = true }, ModeEntries},
 		{"200 for a leaf not in the log", func(f *fakeLog) { f.forgeCommitted = true }, ModeAddLeaf},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

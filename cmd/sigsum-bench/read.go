@@ -8,8 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/torchwood"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -21,6 +23,9 @@ const (
 	// fetched leaves is checked. The root the leaves hash to binds every one of them to the signed head anyway;
 	// checking a million signatures would take the machine half a minute before each read mode.
 	maxSetupSignatures = 1 << 15
+	// maxBenchTiles bounds the tiles the tile modes ask for (their expected contents are held: 33 MiB of entry
+	// bundles at most).
+	maxBenchTiles = 1024
 )
 
 // verifiedTree is what the read modes check answers against: a tree head whose signature verified, and its first
@@ -190,6 +195,39 @@ func (b *Bench) read(ctx context.Context, mode string, r *Result, ec *errorCount
 				return err
 			}
 			return p.Verify(&old, th)
+		}
+	case ModeTile, ModeEntries:
+		// Full tiles within the verified leaves, or the one partial tile of a tree shorter than a tile.
+		tiles, width := min(n/torchwood.TileWidth, maxBenchTiles), torchwood.TileWidth
+		if tiles == 0 {
+			tiles, width = 1, int(n)
+		}
+		level := 0
+		if mode == ModeEntries {
+			level = -1
+		}
+		// What each tile must be, from the verified tree, made once: the load tool shares the CPUs with the log.
+		wants := make([][]byte, tiles)
+		for tn := range wants {
+			for i := uint64(tn) * torchwood.TileWidth; i < uint64(tn)*torchwood.TileWidth+uint64(width); i++ {
+				if mode == ModeTile {
+					wants[tn] = append(wants[tn], vt.hashes[i][:]...)
+				} else {
+					wants[tn], _ = torchwood.AppendTileEntry(wants[tn], vt.leaves[i].MarshalBinary())
+				}
+			}
+		}
+		op = func(ctx context.Context, rng *mrand.Rand) error {
+			tn := rng.Uint64N(tiles)
+			path := torchwood.TilePath(tlog.Tile{H: torchwood.TileHeight, L: level, N: int64(tn), W: width})
+			got, err := b.cfg.Client.GetTile(ctx, path)
+			if err != nil {
+				return err
+			}
+			if want := wants[tn]; string(got) != string(want) {
+				return fmt.Errorf("%s: %d bytes differ from the verified tree's", path, len(got))
+			}
+			return nil
 		}
 	default:
 		ec.add("unknown mode %q", mode)

@@ -103,11 +103,11 @@ func serve(ctx context.Context, listen, keyFile, name, stateFile string, logKeyF
 		ln.Close()
 		return fmt.Errorf("listen: %s is not a loopback address", ln.Addr())
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	srv := &http.Server{
-		Handler:           logRequests(w, log),
+		Handler:           logRequests(w, logger),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
@@ -151,10 +151,10 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-func logRequests(h http.Handler, log *slog.Logger) http.Handler {
+func logRequests(h http.Handler, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		rec := &statusRecorder{ResponseWriter: rw, status: http.StatusOK}
 		h.ServeHTTP(rec, req)
-		log.Info("request", "method", req.Method, "path", req.URL.Path, "status", rec.status)
+		logger.Info("request", "method", req.Method, "path", req.URL.Path, "status", rec.status)
 	})
 }

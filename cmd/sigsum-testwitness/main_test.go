@@ -75,7 +75,7 @@ func TestServe(t *testing.T) {
 	}
 
 	pub := sigsum.PublicKey(priv.Public().(ed25519.PublicKey))
-	collect := func(url string) []sigsum.Cosignature {
+	collect := func(url string) []witness.Cosigned {
 		c, err := witness.New(witness.Config{
 			Witnesses: []policy.Witness{{Name: "cmd-witness", Key: pub, URL: url}},
 			LogKey:    l.Public(),

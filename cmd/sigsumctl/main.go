@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"syscall"
 
-	"github.com/sigsumd/sigsumd/internal/trillian"
+	"github.com/sigsumd/sigsumd/internal/buildinfo"
+	"github.com/sigsumd/sigsumd/internal/engine"
 )
 
 // command is one sigsumctl verb.
@@ -26,12 +28,13 @@ func commands() map[string]command {
 	return map[string]command{
 		"keygen":  {"make an OpenSSH ed25519 key pair", keygen},
 		"init":    {"initialise a node: data directory, key, tree, startup file, configuration", initNode},
-		"status":  {"show a stopped node's tree and signed tree head", status},
+		"status":  {"show a node's status: a running one's (-url) or a stopped one's tree and signed tree head", statusCmd},
 		"leaf":    {"print the add-leaf request for data on stdin, signed with a key file", leafRequest},
 		"promote": {"turn a stopped secondary into the log's primary", promoteNode},
 		"submit":  {"sign files, add them to a log, write <file>.proof proofs of logging", submitCmd},
 		"verify":  {"check proofs of logging offline against data, submitter keys and a policy", verifyCmd},
 		"monitor": {"follow a log: verify heads and leaves, report watched keys' leaves, alert", monitorCmd},
+		"version": {"print the version and VCS revision of this build", versionCmd},
 	}
 }
 
@@ -40,18 +43,28 @@ func main() {
 	defer stop()
 	// Trillian's own messages matter to the operator only when something fails. (klog is process-wide: set once,
 	// here, not in run, which tests call concurrently.)
-	trillian.RouteKlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	engine.RouteKlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr, cmds)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
+		usage(stdout, cmds)
 		return 0
+	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args[0] = "version"
+	}
+	if args[0] == "help" {
+		args = []string{args[1], "-h"} // help <command>: its flags
+	}
+	if slices.Contains(args, "-h") || slices.Contains(args, "-help") || slices.Contains(args, "--help") {
+		stderr = stdout // asked for: help goes to stdout
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
@@ -67,6 +80,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func versionCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := parse(newFlags("version", stderr), args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, buildinfo.String("sigsumctl"))
+	return nil
 }
 
 func usage(w io.Writer, cmds map[string]command) {

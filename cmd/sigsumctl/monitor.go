@@ -31,6 +31,7 @@ func monitorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	maxAge := flags.Duration("max-age", 0, "alert when the newest verified head (its newest cosignature, or the last successful poll) is older than this; 0: never")
 	interval := flags.Duration("interval", 30*time.Second, "time between polls")
 	once := flags.Bool("once", false, "make one pass and exit; any alert gives exit status 1")
+	tiles := flags.Bool("tiles", false, "read leaves from the log's tiles (Sigsum v1.1 entry bundles) instead of get-leaves")
 	batch := flags.Uint64("batch", monitor.DefaultBatchSize, "most leaves to fetch before proving them against the signed head")
 	if err := parse(flags, args); err != nil {
 		return err
@@ -59,7 +60,7 @@ func monitorCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "leaf index=%d key_hash=%s checksum=%s signature=%s\n", m.Index, m.Leaf.KeyHash, m.Leaf.Checksum, sig)
 	}
 	m, err := monitor.New(monitor.Config{Client: c, LogKey: logKey, Policy: pol, Watch: watch.keys,
-		StateFile: *stateFile, MaxAge: *maxAge, BatchSize: *batch, OnLeaf: report})
+		StateFile: *stateFile, MaxAge: *maxAge, BatchSize: *batch, OnLeaf: report, Tiles: *tiles})
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ type submitState struct {
 	req       sigsum.AddLeafRequest
 	leaf      sigsum.Leaf
 	committed bool
+	accepted  bool // the log answered 202 or 200 once
 	done      bool
 }
 
@@ -47,6 +48,7 @@ func submitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tokenKeyFile := flags.String("token-key-file", "", "key `file` that signs the sigsum-token (private key, or public key for ssh-agent)")
 	timeout := flags.Duration("timeout", 10*time.Minute, "give up after this long")
 	poll := flags.Duration("poll", 1500*time.Millisecond, "interval between add-leaf retries and tree head polls")
+	cosignWait := flags.Duration("cosign-timeout", 2*time.Minute, "give up when the log's heads lack the policy's quorum of cosignatures for this long, naming the witnesses missing")
 	flags.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sigsumctl submit -key-file key -policy policy [flags] file...")
 		flags.PrintDefaults()
@@ -64,8 +66,8 @@ func submitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return errors.New("no input files")
 	case (*tokenDomain == "") != (*tokenKeyFile == ""):
 		return errors.New("-token-domain and -token-key-file go together")
-	case *timeout <= 0 || *poll <= 0:
-		return errors.New("-timeout and -poll must be positive")
+	case *timeout <= 0 || *poll <= 0 || *cosignWait <= 0:
+		return errors.New("-timeout, -poll and -cosign-timeout must be positive")
 	}
 	pol, err := policy.ParseFile(*policyFile)
 	if err != nil {
@@ -116,7 +118,8 @@ func submitCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			req: sigsum.AddLeafRequest{Message: msg, Signature: leaf.Signature, PublicKey: signer.Public()}})
 	}
 
-	s := submitter{c: c, logKey: logKey, pol: pol, poll: *poll, timeout: *timeout, stdout: stdout}
+	s := submitter{c: c, logKey: logKey, pol: pol, poll: *poll, timeout: *timeout, cosignWait: *cosignWait,
+		stdout: stdout, progress: stderr}
 	if err := s.addLeaves(ctx, items, token); err != nil {
 		return err
 	}
@@ -131,6 +134,21 @@ type submitter struct {
 	poll    time.Duration
 	timeout time.Duration
 	stdout  io.Writer
+	// progress receives what the submission is waiting for, a line whenever that changes.
+	progress io.Writer
+	said     string
+	// cosignWait bounds how long heads may lack the quorum; lacking is when that started (zero: they do not).
+	cosignWait time.Duration
+	lacking    time.Time
+}
+
+// say reports progress once per change.
+func (s *submitter) say(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if line != s.said {
+		s.said = line
+		fmt.Fprintln(s.progress, "sigsumctl submit: "+line)
+	}
 }
 
 // wait sleeps one poll interval, or fails with a timeout naming what it waited for and the last error seen.
@@ -161,6 +179,15 @@ func (s *submitter) addLeaves(ctx context.Context, items []*submitState, token *
 			switch code := client.StatusCode(err); {
 			case err == nil:
 				it.committed = committed
+				if !it.accepted {
+					it.accepted = true
+					if !committed {
+						s.say("%s: accepted, waiting for the log to commit it", it.file)
+					}
+				}
+				if committed {
+					s.say("%s: committed", it.file)
+				}
 			case code == http.StatusBadRequest || code == http.StatusForbidden:
 				return fmt.Errorf("%s: the log refused the leaf: %w", it.file, err)
 			default: // 429, 5xx, network trouble: try again until the timeout
@@ -219,9 +246,31 @@ func (s *submitter) proofRound(ctx context.Context, items []*submitState) error 
 	if !cth.Verify(s.logKey) {
 		return &permanentError{fmt.Errorf("the log's tree head of size %d does not verify with the log key %s", cth.Size, s.logKey.KeyHash())}
 	}
-	if _, err := proof.VerifyCosignatures(s.logKey, s.pol, &cth); err != nil {
+	if valid, err := proof.VerifyCosignatures(s.logKey, s.pol, &cth); err != nil {
+		var have, missing []string
+		for _, w := range s.pol.Witnesses() {
+			if valid[w.KeyHash()] {
+				have = append(have, w.Name)
+			} else {
+				missing = append(missing, w.Name)
+			}
+		}
+		state := fmt.Sprintf("cosigned by %d of %d witnesses (%s); missing %s", len(have), len(s.pol.Witnesses()),
+			strings.Join(have, ", "), strings.Join(missing, ", "))
+		if len(have) == 0 {
+			state = fmt.Sprintf("cosigned by none of the %d witnesses; missing %s", len(s.pol.Witnesses()), strings.Join(missing, ", "))
+		}
+		s.say("waiting for a tree head the policy accepts (quorum %q): size %d is %s", s.pol.Quorum(), cth.Size, state)
+		if s.lacking.IsZero() {
+			s.lacking = time.Now()
+		}
+		if time.Since(s.lacking) >= s.cosignWait {
+			return &permanentError{fmt.Errorf("the log's tree heads have lacked the policy's quorum %q for %v: size %d is %s",
+				s.pol.Quorum(), s.cosignWait, cth.Size, state)}
+		}
 		return fmt.Errorf("tree head of size %d: %w", cth.Size, err)
 	}
+	s.lacking = time.Time{}
 	var last error
 	for _, it := range items {
 		if it.done || cth.Size == 0 {

@@ -381,3 +381,25 @@ func TestLogChoice(t *testing.T) {
 	notIn := e.write("p3", fmt.Sprintf("log %s http://127.0.0.1:1\nquorum none\n", k1))
 	e.fails("is not in the policy", e.submit("-policy", notIn, "-log-key", logKey, f)...)
 }
+
+// A policy the log's heads never meet (a copied example, a witness that does not know the log) fails within
+// -cosign-timeout, naming the witnesses missing, after saying what it waits for.
+func TestSubmitPolicyNeverMet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pol := e.write("strict", fmt.Sprintf("log %s %s\nwitness w9 %s\nwitness w8 %s\ngroup g all w9 w8\nquorum g\n",
+		e.log.key.Public(), e.log.srv.URL, strings.Repeat("ab", 32), strings.Repeat("cd", 32)))
+	f := e.write("f", "data")
+	start := time.Now()
+	_, stderr, code := e.run("submit", "-key-file", e.key, "-policy", pol, "-poll", "20ms", "-timeout", "1m",
+		"-cosign-timeout", "1s", f)
+	if code == 0 || !strings.Contains(stderr, "lacked the policy's quorum") || !strings.Contains(stderr, "missing w9, w8") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("gave up after %v, want about -cosign-timeout", d)
+	}
+	if !strings.Contains(stderr, "sigsumctl submit: waiting for a tree head the policy accepts") {
+		t.Errorf("no progress line about the cosignatures:\n%s", stderr)
+	}
+}

@@ -9,14 +9,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
-	tpb "github.com/google/trillian"
+	"github.com/google/trillian"
 
 	"github.com/sigsumd/sigsumd/internal/atomicfile"
 	"github.com/sigsumd/sigsumd/internal/config"
+	"github.com/sigsumd/sigsumd/internal/datadir"
+	"github.com/sigsumd/sigsumd/internal/engine"
 	"github.com/sigsumd/sigsumd/internal/primary"
-	"github.com/sigsumd/sigsumd/internal/trillian"
 	"github.com/sigsumd/sigsumd/pkg/key"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -59,9 +61,20 @@ func initNode(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	roleName := flags.String("role", "", "node role: primary or secondary (required)")
 	dataDir := flags.String("data-dir", "", "data `directory` to create (required)")
 	primaryURL := flags.String("primary-url", "", "secondary: the primary's internal API `URL` to write into the configuration")
+	logURL := flags.String("log-url", "", "secondary: the log's public `URL` (the primary's public API), followed for its published head")
+	logPub := flags.String("log-public-key", "", "secondary: the log's public key `file` (copied to <data-dir>/log.pub), to verify the published head")
+	insecureFlag := flags.Bool("insecure-internal-http", false, "internal API over plain, unauthenticated HTTP (to pair with reference nodes); default: mutual TLS")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
+	if (*logURL != "" || *logPub != "") && *roleName != string(config.RoleSecondary) {
+		return errors.New("-log-url and -log-public-key are for -role secondary")
+	}
+	insecure := *insecureFlag
+	if *logURL != "" && *logPub == "" {
+		return errors.New("-log-url needs -log-public-key: the published head is verified with the log's key")
+	}
+
 	role, err := config.ParseRole(*roleName)
 	if err != nil {
 		return err
@@ -78,10 +91,32 @@ func initNode(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	// The configuration first: every later step reads its paths from it, as sigsumd will.
-	confPath := filepath.Join(dir, "sigsumd.toml")
+	confPath := datadir.Dir(dir).Config()
 	skeleton := config.Skeleton(string(role), dir)
+	if insecure {
+		skeleton = []byte(setKey(string(skeleton), "insecure-internal-http", "true"))
+		if role == config.RoleSecondary && *primaryURL == "" {
+			*primaryURL = "http://" + config.DefaultInternalEndpoint
+		}
+	}
 	if role == config.RoleSecondary && *primaryURL != "" {
-		skeleton = []byte(replacePrimaryURL(string(skeleton), *primaryURL))
+		skeleton = []byte(setKey(string(skeleton), "primary-url", *primaryURL))
+	}
+	if *logPub != "" {
+		if _, err := key.ReadPublicKeyFile(*logPub); err != nil {
+			return fmt.Errorf("-log-public-key: %w", err)
+		}
+		b, err := os.ReadFile(*logPub)
+		if err != nil {
+			return err
+		}
+		dst := datadir.Dir(dir).LogPublicKey()
+		if err := atomicfile.WriteNew(dst, b, 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if *logURL != "" {
+			skeleton = []byte(setKey(setKey(string(skeleton), "primary-public-url", *logURL), "log-public-key-file", dst))
+		}
 	}
 	if err := atomicfile.WriteNew(confPath, skeleton, 0o644); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
@@ -101,24 +136,29 @@ func initNode(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "wrote key %s (public key %s, key hash %s)\n", cfg.KeyFile, pub, pub.KeyHash())
 	}
 
-	treeType := tpb.TreeType_LOG
+	treeType := trillian.TreeType_LOG
 	if role == config.RoleSecondary {
-		treeType = tpb.TreeType_PREORDERED_LOG
+		treeType = trillian.TreeType_PREORDERED_LOG
 	}
 	if cfg.TrillianRPCServer == "" {
-		engine, err := trillian.StartEmbedded(ctx, trillian.EmbeddedConfig{Storage: cfg.Storage.String()})
+		// It only makes the tree: nothing to sequence.
+		eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{Storage: cfg.Storage, NoSequencer: true})
 		if err != nil {
 			return err
 		}
-		log, err := engine.OpenTree(ctx, trillian.TreeConfig{IDFile: cfg.TreeIDFile, Type: treeType, Create: true,
+		log, err := eng.OpenTree(ctx, engine.TreeConfig{IDFile: cfg.TreeIDFile, Type: treeType, Create: true,
 			DisplayName: "sigsumd " + string(role)})
-		if cerr := engine.Close(); err == nil {
+		if cerr := eng.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "tree %d (%s) in %s\n", log.TreeID(), treeType, cfg.Storage)
+		where := cfg.Storage.Scheme + " storage" // a DSN may hold a password: not for the terminal
+		if cfg.Storage.Scheme == config.StorageSQLite {
+			where = cfg.Storage.String()
+		}
+		fmt.Fprintf(stdout, "tree %d (%s) in %s\n", log.TreeID(), treeType, where)
 	}
 
 	if role == config.RolePrimary {
@@ -131,44 +171,73 @@ func initNode(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
+	if role == config.RoleSecondary && !cfg.InsecureInternalHTTP && *logPub == "" {
+		fmt.Fprintf(stdout, "before the first start: copy the log's public key to %s (-log-public-key does): the secondary "+
+			"takes leaves only from a primary that proves it (mutual TLS)\n", cfg.Secondary.PrimaryPubkeyFile)
+	}
+	if role == config.RoleSecondary && cfg.Secondary.PrimaryPublicURL == "" {
+		fmt.Fprintf(stdout, "warning: %s does not name the log's public URL and key (-log-url, -log-public-key): this "+
+			"secondary will not follow the log's published head, and sigsumctl promote cannot prove it safe to promote\n", confPath)
+	}
 	fmt.Fprintf(stdout, "start the node with: sigsumd -role %s -config %s\n", role, confPath)
 	return nil
 }
 
-// replacePrimaryURL sets the skeleton's primary-url line.
-func replacePrimaryURL(skeleton, url string) string {
+// setKey sets the skeleton's line for key, commented out or not, to key = value (a string, or true).
+func setKey(skeleton, key, value string) string {
+	v := strconv.Quote(value)
+	if value == "true" {
+		v = value
+	}
 	lines := strings.Split(skeleton, "\n")
 	for i, line := range lines {
-		if strings.HasPrefix(line, "primary-url") {
-			lines[i] = fmt.Sprintf("primary-url = %q", url)
+		if strings.HasPrefix(strings.TrimPrefix(line, "#"), key+" =") {
+			lines[i] = key + " = " + v
 		}
 	}
 	return strings.Join(lines, "\n")
 }
 
-func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := config.Load(args, stderr)
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags := newFlags("status", stderr)
+	role := flags.String("role", "", "the stopped node's role: primary or secondary (with -config)")
+	conf := flags.String("config", "", "the stopped node's configuration `file` (with -role)")
+	url := flags.String("url", "", "a running node's public `URL` (with its prefix, e.g. http://127.0.0.1:6965/): read its status page's JSON instead")
+	if err := parse(flags, args); err != nil {
+		return err
+	}
+	if *url != "" {
+		if *role != "" || *conf != "" {
+			return errors.New("-url reads a running node; -role and -config a stopped one: not both")
+		}
+		return remoteStatus(ctx, *url, stdout)
+	}
+	if *role == "" || *conf == "" {
+		return errors.New("-role and -config (a stopped node), or -url (a running node), are required")
+	}
+	cfg, err := config.Load([]string{"-role", *role, "-config", *conf}, stderr)
 	if err != nil {
 		return err
 	}
 	if cfg.TrillianRPCServer != "" {
 		return errors.New("status reads the embedded store; for an external Trillian use its admin tools")
 	}
-	engine, err := trillian.StartEmbedded(ctx, trillian.EmbeddedConfig{Storage: cfg.Storage.String()})
+	// A read-only command runs no sequencer: it must not integrate a stopped secondary's pending leaves.
+	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{Storage: cfg.Storage, NoSequencer: true})
 	if err != nil {
 		return fmt.Errorf("%w (status needs the node stopped: it opens the store)", err)
 	}
-	defer engine.Close()
-	id, err := trillian.ReadTreeIDFile(cfg.TreeIDFile)
+	defer eng.Close()
+	id, err := engine.ReadTreeIDFile(cfg.TreeIDFile)
 	if err != nil {
 		return err
 	}
-	tree, err := engine.Tree(ctx, id)
+	tree, err := eng.Tree(ctx, id)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "tree-id=%d\ntype=%s\nstate=%s\n", id, tree.TreeType, tree.TreeState)
-	log, err := engine.OpenTree(ctx, trillian.TreeConfig{IDFile: cfg.TreeIDFile, Type: tree.TreeType})
+	log, err := eng.OpenTree(ctx, engine.TreeConfig{IDFile: cfg.TreeIDFile, Type: tree.TreeType})
 	if err == nil {
 		th, err := log.TreeHead(ctx)
 		if err != nil {
@@ -176,7 +245,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintf(stdout, "size=%d\nroot_hash=%s\n", th.Size, th.RootHash)
 	}
-	if n, err := engine.PendingSequencedLeaves(ctx, id); err == nil && tree.TreeType == tpb.TreeType_PREORDERED_LOG {
+	if n, err := eng.PendingSequencedLeaves(ctx, id); err == nil && tree.TreeType == trillian.TreeType_PREORDERED_LOG {
 		fmt.Fprintf(stdout, "pending_leaves=%d\n", n)
 	}
 	if cfg.Role == config.RolePrimary {

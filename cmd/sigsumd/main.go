@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
+	"github.com/sigsumd/sigsumd/internal/buildinfo"
 	"github.com/sigsumd/sigsumd/internal/config"
 	"github.com/sigsumd/sigsumd/internal/node"
 )
@@ -18,10 +20,17 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-version" || args[0] == "--version") {
+		fmt.Fprintln(stdout, buildinfo.String("sigsumd"))
+		return 0
+	}
+	if slices.Contains(args, "-h") || slices.Contains(args, "-help") || slices.Contains(args, "--help") {
+		stderr = stdout // asked for: help goes to stdout
+	}
 	cfg, err := config.Load(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -10,13 +10,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/sigsumd/sigsumd/internal/datadir"
+	"github.com/sigsumd/sigsumd/internal/engine"
+	"github.com/sigsumd/sigsumd/internal/primary"
+	"github.com/sigsumd/sigsumd/internal/secondary"
+	"github.com/sigsumd/sigsumd/internal/timeout"
+	"github.com/sigsumd/sigsumd/internal/witness"
 )
 
 // Role is the role a node runs in.
@@ -45,49 +51,39 @@ const (
 
 // Storage schemes accepted in the storage key.
 const (
-	StorageSQLite     = "sqlite"
-	StorageMemory     = "memory"
-	StorageMySQL      = "mysql"
-	StoragePostgreSQL = "postgresql"
+	StorageSQLite     = engine.StorageSQLite
+	StorageMemory     = engine.StorageMemory
+	StorageMySQL      = engine.StorageMySQL
+	StoragePostgreSQL = engine.StoragePostgreSQL
 	// StorageCockroachDB needs a binary built with -tags crdb (docs/STORAGE.md).
-	StorageCockroachDB = "crdb"
+	StorageCockroachDB = engine.StorageCockroachDB
 )
 
-// Defaults of the keys that do not derive from the data directory.
+// Defaults of the keys that do not derive from the data directory. Those of a role or the engine are that package's
+// own, defined there once, so that sigsumd, sigsumctl and tests run the same values.
 const (
 	DefaultExternalEndpoint = "127.0.0.1:6965"
 	DefaultInternalEndpoint = "127.0.0.1:6967"
 	DefaultDataDir          = "/var/lib/sigsumd"
-	DefaultTimeout          = 10 * time.Second
-	DefaultInterval         = 30 * time.Second
+	DefaultTimeout          = timeout.Default
+	DefaultInterval         = primary.DefaultInterval
 	// DefaultSecondaryInterval is a secondary's poll interval once caught up: every leaf waits for a secondary
 	// before it is committed, so a secondary polls far more often than the primary rotates.
-	DefaultSecondaryInterval  = 200 * time.Millisecond
-	DefaultSequencerInterval  = 50 * time.Millisecond
-	DefaultSequencerBatchSize = 1000
+	DefaultSecondaryInterval  = secondary.DefaultInterval
+	DefaultSequencerInterval  = engine.DefaultSequencerInterval
+	DefaultSequencerBatchSize = engine.DefaultBatchSize
 	// DefaultSecondarySequencerBatchSize is larger: a secondary catching up stores thousands of leaves a request,
 	// and its sequencer, one pass an interval, would otherwise bound catch-up at batch/interval (20,000 leaves/s).
 	DefaultSecondarySequencerBatchSize = 8192
-	DefaultMaxRange                    = 512
+	DefaultMaxRange                    = primary.DefaultMaxRange
+	DefaultWitnessInterval             = primary.DefaultWitnessInterval
+	DefaultWitnessMinInterval          = witness.DefaultMinInterval
 	DefaultLogLevel                    = "info"
 	DefaultLogFormat                   = LogFormatText
 )
 
-// Storage is the storage of the embedded Trillian, parsed from "<scheme>:<target>".
-type Storage struct {
-	// Scheme is one of StorageSQLite, StorageMemory, StorageMySQL, StoragePostgreSQL.
-	Scheme string
-	// Target is the SQLite file path, the MySQL DSN or the PostgreSQL URI; empty for memory.
-	Target string
-}
-
-// String returns the storage in the form the storage key takes.
-func (s Storage) String() string {
-	if s.Scheme == StoragePostgreSQL && strings.HasPrefix(s.Target, "postgresql://") {
-		return s.Target
-	}
-	return s.Scheme + ":" + s.Target
-}
+// Storage is the storage of the embedded Trillian, parsed from "<scheme>:<target>" (engine.ParseStorage).
+type Storage = engine.Storage
 
 // Secondary is a secondary node the primary asks for its tree head.
 type Secondary struct {
@@ -113,6 +109,13 @@ type PrimaryConfig struct {
 	STHFile string
 	// MaxRange is the largest number of leaves get-leaves returns at once.
 	MaxRange uint64
+	// WitnessInterval is how often the witnesses are asked again while the tree does not grow.
+	WitnessInterval time.Duration
+	// WitnessMinInterval is the least time between two requests to one witness.
+	WitnessMinInterval time.Duration
+	// BastionEndpoint, set with BastionCertFile and BastionKeyFile, starts the built-in bastion (C2SP
+	// https-bastion) there: the policy's witnesses without a URL connect to it and are reached over it.
+	BastionEndpoint, BastionCertFile, BastionKeyFile string
 	// Secondaries are the secondaries: the reference pair secondary-url/secondary-pubkey-file first, then every
 	// [[primary.secondaries]] table in file order.
 	Secondaries []Secondary
@@ -132,9 +135,16 @@ func (p *PrimaryConfig) Quorum() int {
 type SecondaryConfig struct {
 	// PrimaryURL is the base URL of the primary's internal API, e.g. http://127.0.0.1:6967.
 	PrimaryURL string
-	// PrimaryPublicURL and LogPublicKeyFile, set together, make the secondary check that its replica extends the
-	// tree head the primary publishes (the log's public API, verified with the log's key).
+	// PrimaryPublicURL and LogPublicKeyFile, set together, make the secondary follow the log's published tree head
+	// (the log's public API, verified with the log's key), record the newest in its data directory (promote relies
+	// on it) and check that its replica extends it.
 	PrimaryPublicURL, LogPublicKeyFile string
+	// PolicyFile, if set, is the log's trust policy: the followed head's cosignatures are checked against its
+	// witnesses.
+	PolicyFile string
+	// PrimaryPubkeyFile is the primary's node key, which its internal listener proves under mutual TLS; it
+	// defaults to LogPublicKeyFile (a primary's node key is the log's key, before and after a failover).
+	PrimaryPubkeyFile string
 }
 
 // Config is the validated configuration of one node.
@@ -172,6 +182,10 @@ type Config struct {
 	TLSCertFile, TLSKeyFile string
 	// EnablePprof serves net/http/pprof on the internal listener.
 	EnablePprof bool
+	// InsecureInternalHTTP serves and calls the internal API over plain HTTP, unauthenticated, for pairing with
+	// reference-implementation nodes. Otherwise (the default) it is mutual TLS 1.3 pinned to the nodes' keys
+	// (PROTOCOL.md §9): https:// URLs, and each side must know the other's public key.
+	InsecureInternalHTTP bool
 	// LogFile, if set, receives the logs instead of stderr (the reference's log-file key).
 	LogFile string
 	// SequencerInterval is the run interval of the embedded Trillian sequencer.
@@ -229,7 +243,7 @@ type flagValues struct {
 	externalEndpoint, internalEndpoint, trillianRPCServer, urlPrefix, treeIDFile, keyFile string
 	timeout, interval, sequencerInterval                                                  time.Duration
 	logLevel, dataDir, storage, logFormat, tlsCertFile, tlsKeyFile                        string
-	enablePprof                                                                           bool
+	enablePprof, insecureInternalHTTP                                                     bool
 	logFile, backend                                                                      string
 	sequencerBatchSize                                                                    int
 
@@ -237,8 +251,10 @@ type flagValues struct {
 	allowTestDomain                                                                  bool
 	maxRange                                                                         int64
 	secondaryQuorum                                                                  int
+	witnessInterval, witnessMinInterval                                              time.Duration
+	bastionEndpoint, bastionCertFile, bastionKeyFile                                 string
 
-	primaryURL, primaryPublicURL, logPublicKeyFile string
+	primaryURL, primaryPublicURL, logPublicKeyFile, primaryPubkeyFile string
 }
 
 func registerFlags(fs *flag.FlagSet) *flagValues {
@@ -261,12 +277,13 @@ func registerFlags(fs *flag.FlagSet) *flagValues {
 	fs.StringVar(&v.tlsCertFile, "tls-cert-file", "", "PEM certificate `file` for HTTPS on the public listener")
 	fs.StringVar(&v.tlsKeyFile, "tls-key-file", "", "PEM private key `file` for HTTPS on the public listener")
 	fs.BoolVar(&v.enablePprof, "enable-pprof", false, "serve /debug/pprof/ on the internal listener")
+	fs.BoolVar(&v.insecureInternalHTTP, "insecure-internal-http", false, "internal API over plain, unauthenticated HTTP (for pairing with reference nodes); default: mutual TLS pinned to the node keys")
 	fs.StringVar(&v.logFile, "log-file", "", "append logs to this `file` instead of stderr")
 	fs.StringVar(&v.backend, "backend", "trillian", "log backend: trillian (the only one; accepted for reference configurations)")
 	fs.DurationVar(&v.sequencerInterval, "sequencer-interval", DefaultSequencerInterval, "embedded Trillian sequencer run interval")
 	fs.IntVar(&v.sequencerBatchSize, "sequencer-batch-size", DefaultSequencerBatchSize, "embedded Trillian sequencer batch size (secondary: default "+strconv.Itoa(DefaultSecondarySequencerBatchSize)+")")
 
-	fs.StringVar(&v.policyFile, "policy-file", "", "primary: trust policy `file`")
+	fs.StringVar(&v.policyFile, "policy-file", "", "trust policy `file` (primary: witnesses to ask and their quorum; secondary: to check the published head's cosignatures)")
 	fs.StringVar(&v.rateLimitFile, "rate-limit-file", "", "primary: rate-limit `file`")
 	fs.StringVar(&v.dnsServer, "dns-server", "", "primary: `host:port` of the DNS server for submit tokens (default: the system's)")
 	fs.BoolVar(&v.allowTestDomain, "allow-test-domain", false, "primary: accept tokens for the test domain")
@@ -274,11 +291,17 @@ func registerFlags(fs *flag.FlagSet) *flagValues {
 	fs.StringVar(&v.secondaryPubkeyFile, "secondary-pubkey-file", "", "primary: public key `file` of that secondary")
 	fs.StringVar(&v.sthFile, "sth-file", "", "primary: signed tree head `file` (default <data-dir>/sth)")
 	fs.Int64Var(&v.maxRange, "max-range", DefaultMaxRange, "primary: most leaves per get-leaves")
+	fs.DurationVar(&v.witnessInterval, "witness-interval", DefaultWitnessInterval, "primary: how often witnesses are asked again while the tree does not grow (it grows: at once)")
+	fs.DurationVar(&v.witnessMinInterval, "witness-min-interval", DefaultWitnessMinInterval, "primary: least time between two requests to one witness (a request still out also waits)")
+	fs.StringVar(&v.bastionEndpoint, "bastion-endpoint", "", "primary: `host:port` of the built-in bastion, where the policy's witnesses without a URL connect (with -bastion-cert-file and -bastion-key-file)")
+	fs.StringVar(&v.bastionCertFile, "bastion-cert-file", "", "primary: the bastion's PEM certificate `file` (the name witnesses dial)")
+	fs.StringVar(&v.bastionKeyFile, "bastion-key-file", "", "primary: the bastion's PEM key `file`")
 	fs.IntVar(&v.secondaryQuorum, "secondary-quorum", 0, "primary: k of n secondaries must hold a size before it is signed (0 = all)")
 
 	fs.StringVar(&v.primaryURL, "primary-url", "", "secondary: internal API `URL` of the primary (required)")
 	fs.StringVar(&v.primaryPublicURL, "primary-public-url", "", "secondary: the log's public `URL`, to check the replica against its published head")
 	fs.StringVar(&v.logPublicKeyFile, "log-public-key-file", "", "secondary: the log's public key `file` (with -primary-public-url)")
+	fs.StringVar(&v.primaryPubkeyFile, "primary-pubkey-file", "", "secondary: the primary's node key `file`, for mutual TLS (default: log-public-key-file)")
 	return v
 }
 
@@ -315,6 +338,7 @@ type fileConfig struct {
 	TLSCertFile        string   `toml:"tls-cert-file"`
 	TLSKeyFile         string   `toml:"tls-key-file"`
 	EnablePprof        bool     `toml:"enable-pprof"`
+	InsecureInternal   bool     `toml:"insecure-internal-http"`
 	LogFile            string   `toml:"log-file"`
 	Backend            string   `toml:"backend"`
 	SequencerInterval  duration `toml:"sequencer-interval"`
@@ -334,6 +358,11 @@ type filePrimary struct {
 	SecondaryPubkeyFile string               `toml:"secondary-pubkey-file"`
 	STHFile             string               `toml:"sth-file"`
 	MaxRange            int64                `toml:"max-range"`
+	WitnessInterval     duration             `toml:"witness-interval"`
+	WitnessMinInterval  duration             `toml:"witness-min-interval"`
+	BastionEndpoint     string               `toml:"bastion-endpoint"`
+	BastionCertFile     string               `toml:"bastion-cert-file"`
+	BastionKeyFile      string               `toml:"bastion-key-file"`
 	Secondaries         []fileSecondaryEntry `toml:"secondaries"`
 	SecondaryQuorum     int                  `toml:"secondary-quorum"`
 }
@@ -343,6 +372,8 @@ type fileSecondary struct {
 	PrimaryURL       string `toml:"primary-url"`
 	PrimaryPublicURL string `toml:"primary-public-url"`
 	LogPublicKeyFile string `toml:"log-public-key-file"`
+	PolicyFile       string `toml:"policy-file"`
+	PrimaryPubkey    string `toml:"primary-pubkey-file"`
 }
 
 // fileSecondaryEntry is one [[primary.secondaries]] table.
@@ -422,10 +453,11 @@ func pick[T any](m *merger, key string, flagVal, fileVal, def T) T {
 
 // Keys that belong to one role only, by their file names.
 var (
-	primaryKeys = []string{"primary.policy-file", "primary.rate-limit-file", "primary.dns-server", "primary.allow-test-domain",
-		"primary.secondary-url", "primary.secondary-pubkey-file", "primary.sth-file", "primary.max-range",
-		"primary.secondary-quorum"}
-	secondaryKeys = []string{"secondary.primary-url", "secondary.primary-public-url", "secondary.log-public-key-file"}
+	primaryKeys = []string{"primary.rate-limit-file", "primary.dns-server", "primary.allow-test-domain",
+		"primary.secondary-url", "primary.secondary-pubkey-file", "primary.sth-file", "primary.max-range", "primary.witness-interval",
+		"primary.secondary-quorum", "primary.witness-min-interval", "primary.bastion-endpoint", "primary.bastion-cert-file", "primary.bastion-key-file"}
+	secondaryKeys = []string{"secondary.primary-url", "secondary.primary-public-url", "secondary.log-public-key-file",
+		"secondary.primary-pubkey-file"}
 )
 
 // build merges defaults, the file (path, data; path empty if none) and the flags, then validates.
@@ -451,7 +483,11 @@ func build(fv *flagValues, set map[string]bool, path string, data []byte) (*Conf
 			for _, k := range und {
 				// An unknown table's keys are unknown too: name the table only.
 				if ks := k.String(); prev == "" || !strings.HasPrefix(ks, prev+".") {
-					names = append(names, strconv.Quote(ks))
+					name := strconv.Quote(ks)
+					if n := keyLine(data, ks); n > 0 {
+						name = fmt.Sprintf("%s (line %d)", name, n)
+					}
+					names = append(names, name)
 					prev = ks
 				}
 			}
@@ -488,6 +524,7 @@ func build(fv *flagValues, set map[string]bool, path string, data []byte) (*Conf
 	c.TLSCertFile = pick(m, "tls-cert-file", fv.tlsCertFile, fc.TLSCertFile, "")
 	c.TLSKeyFile = pick(m, "tls-key-file", fv.tlsKeyFile, fc.TLSKeyFile, "")
 	c.EnablePprof = pick(m, "enable-pprof", fv.enablePprof, fc.EnablePprof, false)
+	c.InsecureInternalHTTP = pick(m, "insecure-internal-http", fv.insecureInternalHTTP, fc.InsecureInternal, false)
 	c.LogFile = pick(m, "log-file", fv.logFile, fc.LogFile, "")
 	if backend := pick(m, "backend", fv.backend, fc.Backend, "trillian"); backend != "trillian" {
 		return nil, m.errorf("backend", "%q is not supported: sigsumd runs on Trillian (backend = \"trillian\")", backend)
@@ -506,7 +543,7 @@ func build(fv *flagValues, set map[string]bool, path string, data []byte) (*Conf
 		if m.explicit("trillian-tree-id-file") {
 			return nil, m.errorf("trillian-tree-id-file", "must not be empty (leave it unset for <data-dir>/tree-id)")
 		}
-		c.TreeIDFile = filepath.Join(c.DataDir, "tree-id")
+		c.TreeIDFile = datadir.Dir(c.DataDir).TreeID()
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return nil, m.errorf("tls-cert-file", "and tls-key-file must be set together")
@@ -532,7 +569,7 @@ func build(fv *flagValues, set map[string]bool, path string, data []byte) (*Conf
 			if m.explicit("storage") {
 				return nil, m.errorf("storage", "must not be empty (leave it unset for sqlite:<data-dir>/trillian.db)")
 			}
-			storage = StorageSQLite + ":" + filepath.Join(c.DataDir, "trillian.db")
+			storage = StorageSQLite + ":" + datadir.Dir(c.DataDir).Store()
 		}
 		if c.Storage, err = parseStorage(storage); err != nil {
 			return nil, m.wrap("storage", "invalid", err)
@@ -571,7 +608,40 @@ func build(fv *flagValues, set map[string]bool, path string, data []byte) (*Conf
 	if err != nil {
 		return nil, err
 	}
+	if err := m.checkInternalScheme(c); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// checkInternalScheme requires https:// URLs for the internal API under mutual TLS, and http:// without it.
+func (m *merger) checkInternalScheme(c *Config) error {
+	want, why := "https", "the internal API is mutual TLS pinned to the node keys (PROTOCOL.md §9); set insecure-internal-http = true only to pair with reference nodes"
+	if c.InsecureInternalHTTP {
+		want, why = "http", "insecure-internal-http is set"
+	}
+	check := func(key, u string) error {
+		if scheme, _, _ := strings.Cut(u, "://"); scheme != want {
+			return m.errorf(key, "%q: want %s:// (%s)", u, want, why)
+		}
+		return nil
+	}
+	if c.Role == RoleSecondary {
+		if err := check("secondary.primary-url", c.Secondary.PrimaryURL); err != nil {
+			return err
+		}
+		if !c.InsecureInternalHTTP && c.Secondary.PrimaryPubkeyFile == "" {
+			return m.errorf("secondary.primary-pubkey-file", "is needed to authenticate the primary (its node key, the log's key: "+
+				"set log-public-key-file or primary-pubkey-file), or set insecure-internal-http = true")
+		}
+		return nil
+	}
+	for _, s := range c.Primary.Secondaries {
+		if err := check("primary.secondaries", s.URL); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkRoleKeys refuses keys and flags of the other role, so that none is silently ignored.
@@ -621,12 +691,31 @@ func (m *merger) buildPrimary(c *Config, fv *flagValues, fc *fileConfig) error {
 		if m.explicit("primary.sth-file") {
 			return m.errorf("primary.sth-file", "must not be empty (leave it unset for <data-dir>/sth)")
 		}
-		p.STHFile = filepath.Join(c.DataDir, "sth")
+		p.STHFile = datadir.Dir(c.DataDir).STH()
 	}
 	if maxRange < 1 {
 		return m.errorf("primary.max-range", "must be at least 1, got %d", maxRange)
 	}
 	p.MaxRange = uint64(maxRange)
+	p.WitnessInterval = pick(m, "primary.witness-interval", fv.witnessInterval, fp.WitnessInterval.d, DefaultWitnessInterval)
+	if p.WitnessInterval <= 0 {
+		return m.errorf("primary.witness-interval", "must be positive, got %v", p.WitnessInterval)
+	}
+	p.WitnessMinInterval = pick(m, "primary.witness-min-interval", fv.witnessMinInterval, fp.WitnessMinInterval.d, DefaultWitnessMinInterval)
+	if p.WitnessMinInterval <= 0 {
+		return m.errorf("primary.witness-min-interval", "must be positive, got %v", p.WitnessMinInterval)
+	}
+	p.BastionEndpoint = pick(m, "primary.bastion-endpoint", fv.bastionEndpoint, fp.BastionEndpoint, "")
+	p.BastionCertFile = pick(m, "primary.bastion-cert-file", fv.bastionCertFile, fp.BastionCertFile, "")
+	p.BastionKeyFile = pick(m, "primary.bastion-key-file", fv.bastionKeyFile, fp.BastionKeyFile, "")
+	if p.BastionEndpoint != "" || p.BastionCertFile != "" || p.BastionKeyFile != "" {
+		if p.BastionEndpoint == "" || p.BastionCertFile == "" || p.BastionKeyFile == "" {
+			return m.errorf("primary.bastion-endpoint", "bastion-endpoint, bastion-cert-file and bastion-key-file go together (the bastion serves TLS)")
+		}
+		if err := m.checkEndpoint("primary.bastion-endpoint", p.BastionEndpoint, false); err != nil {
+			return err
+		}
+	}
 
 	switch {
 	case secURL != "" && secKey == "":
@@ -682,7 +771,12 @@ func (m *merger) buildSecondary(c *Config, fv *flagValues, fc *fileConfig) error
 	c.Secondary.PrimaryPublicURL = pick(m, "secondary.primary-public-url", fv.primaryPublicURL, fc.Secondary.PrimaryPublicURL, "")
 	c.Secondary.LogPublicKeyFile = pick(m, "secondary.log-public-key-file", fv.logPublicKeyFile, fc.Secondary.LogPublicKeyFile, "")
 	if (c.Secondary.PrimaryPublicURL == "") != (c.Secondary.LogPublicKeyFile == "") {
-		return m.errorf("secondary.primary-public-url", "and log-public-key-file must be set together (the self-check needs both)")
+		return m.errorf("secondary.primary-public-url", "and log-public-key-file must be set together (following the published head needs both)")
+	}
+	c.Secondary.PolicyFile = pick(m, "secondary.policy-file", fv.policyFile, fc.Secondary.PolicyFile, "")
+	c.Secondary.PrimaryPubkeyFile = pick(m, "secondary.primary-pubkey-file", fv.primaryPubkeyFile, fc.Secondary.PrimaryPubkey, c.Secondary.LogPublicKeyFile)
+	if c.Secondary.PolicyFile != "" && c.Secondary.LogPublicKeyFile == "" {
+		return m.errorf("secondary.policy-file", "needs log-public-key-file and primary-public-url (it checks the published head's cosignatures)")
 	}
 	if c.Secondary.PrimaryPublicURL != "" {
 		if err := checkURL(c.Secondary.PrimaryPublicURL); err != nil {
@@ -711,4 +805,33 @@ func tomlMessage(err error) string {
 	}
 	s = tomlMismatch.ReplaceAllString(s, "type mismatch: ")
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// keyLine returns the line of the TOML text where key ("a", "table.a", "table.subtable") is set or its table
+// begins, or 0: the decoder reports unknown keys without their place.
+func keyLine(data []byte, key string) int {
+	table := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			name := strings.TrimSpace(strings.Trim(strings.SplitN(line, "#", 2)[0], "[] \t"))
+			if name == key {
+				return i + 1
+			}
+			table = name
+			continue
+		}
+		name, _, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		full := strings.Trim(strings.TrimSpace(name), `"`)
+		if table != "" {
+			full = table + "." + full
+		}
+		if full == key {
+			return i + 1
+		}
+	}
+	return 0
 }

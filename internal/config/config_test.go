@@ -55,12 +55,13 @@ func TestDefaults(t *testing.T) {
 		TreeIDFile:         "/var/lib/sigsumd/tree-id",
 		Timeout:            10 * time.Second,
 		KeyFile:            "k",
-		Interval:           30 * time.Second,
+		Interval:           10 * time.Second, // Sigsum's named policies want witnesses asked every 10 s
 		LogLevel:           slog.LevelInfo,
 		LogFormat:          "text",
 		SequencerInterval:  DefaultSequencerInterval,
 		SequencerBatchSize: 1000,
-		Primary:            PrimaryConfig{STHFile: "/var/lib/sigsumd/sth", MaxRange: 512},
+		Primary: PrimaryConfig{STHFile: "/var/lib/sigsumd/sth", MaxRange: 512, WitnessInterval: 10 * time.Second,
+			WitnessMinInterval: time.Second},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -72,8 +73,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("Storage.String() = %q", got)
 	}
 
-	s := mustLoad(t, "", "-role", "secondary", "-key-file", "k", "-primary-url", "http://p:6967")
-	if s.Role != RoleSecondary || s.Secondary.PrimaryURL != "http://p:6967" || !reflect.DeepEqual(s.Primary, PrimaryConfig{}) ||
+	s := mustLoad(t, "", "-role", "secondary", "-key-file", "k", "-primary-url", "https://p:6967", "-primary-pubkey-file", "p.pub")
+	if s.Role != RoleSecondary || s.Secondary.PrimaryURL != "https://p:6967" || !reflect.DeepEqual(s.Primary, PrimaryConfig{}) ||
 		s.Interval != DefaultSecondaryInterval {
 		t.Errorf("secondary: %+v", s)
 	}
@@ -96,7 +97,7 @@ func TestDataDirDerivedDefaults(t *testing.T) {
 			c := mustLoad(t, tc.file, append([]string{"-role", "primary", "-key-file", "k"}, tc.args...)...)
 			if c.DataDir != tc.dir || c.TreeIDFile != filepath.Join(tc.dir, "tree-id") ||
 				c.Primary.STHFile != filepath.Join(tc.dir, "sth") ||
-				c.Storage != (Storage{"sqlite", filepath.Join(tc.dir, "trillian.db")}) {
+				c.Storage != (Storage{Scheme: "sqlite", Target: filepath.Join(tc.dir, "trillian.db")}) {
 				t.Errorf("data-dir %q: tree-id %q, sth %q, storage %v", c.DataDir, c.TreeIDFile, c.Primary.STHFile, c.Storage)
 			}
 		})
@@ -128,7 +129,7 @@ sequencer-batch-size = 10
 policy-file = "policy"
 rate-limit-file = "limits"
 allow-test-domain = true
-secondary-url = "http://s1:6967"
+secondary-url = "https://s1:6967"
 secondary-pubkey-file = "s1.pub"
 sth-file = "sth"
 max-range = 100
@@ -140,7 +141,7 @@ url = "https://s2.example/prefix"
 pubkey-file = "s2.pub"
 
 [[primary.secondaries]]
-url = "http://[::1]:6967"
+url = "https://[::1]:6967"
 pubkey-file = "s3.pub"
 `
 
@@ -164,16 +165,18 @@ func TestFileAndFlagPrecedence(t *testing.T) {
 		SequencerInterval:  50 * time.Millisecond,
 		SequencerBatchSize: 10,
 		Primary: PrimaryConfig{
-			PolicyFile:      "policy",
-			RateLimitFile:   "limits",
-			AllowTestDomain: true,
-			STHFile:         "sth",
-			MaxRange:        100,
-			SecondaryQuorum: 2,
+			PolicyFile:         "policy",
+			RateLimitFile:      "limits",
+			AllowTestDomain:    true,
+			STHFile:            "sth",
+			MaxRange:           100,
+			WitnessInterval:    DefaultWitnessInterval,
+			WitnessMinInterval: DefaultWitnessMinInterval,
+			SecondaryQuorum:    2,
 			Secondaries: []Secondary{
-				{Name: "http://s1:6967", URL: "http://s1:6967", PubkeyFile: "s1.pub"},
+				{Name: "https://s1:6967", URL: "https://s1:6967", PubkeyFile: "s1.pub"},
 				{Name: "two", URL: "https://s2.example/prefix", PubkeyFile: "s2.pub"},
-				{Name: "http://[::1]:6967", URL: "http://[::1]:6967", PubkeyFile: "s3.pub"},
+				{Name: "https://[::1]:6967", URL: "https://[::1]:6967", PubkeyFile: "s3.pub"},
 			},
 		},
 	}
@@ -230,7 +233,8 @@ secondary-pubkey-file = "/etc/sigsum-log/secondary.pub"
 sth-file = "/var/lib/sigsum-log/sth"
 max-range = 512
 `
-	c := mustLoad(t, ref, "-role", "primary")
+	// The reference's nodes speak plain HTTP between them: pairing with them is explicit.
+	c := mustLoad(t, ref, "-role", "primary", "-insecure-internal-http")
 	if c.TrillianRPCServer != "localhost:6962" || c.Storage != (Storage{}) {
 		t.Errorf("external trillian: rpc %q storage %v", c.TrillianRPCServer, c.Storage)
 	}
@@ -252,7 +256,7 @@ interval = "3s"
 [secondary]
 primary-url = "http://primary.example:6967"
 `
-	s := mustLoad(t, refSecondary, "-role", "secondary")
+	s := mustLoad(t, refSecondary, "-role", "secondary", "-insecure-internal-http")
 	if s.Secondary.PrimaryURL != "http://primary.example:6967" || s.Interval != 3*time.Second {
 		t.Errorf("secondary: %+v", s)
 	}
@@ -271,11 +275,11 @@ func TestURLPrefixNormalised(t *testing.T) {
 func TestStorage(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]Storage{
-		"sqlite:rel/db":                      {"sqlite", "rel/db"},
-		"memory:":                            {"memory", ""},
-		"mysql:user:pw@tcp(h:3306)/db":       {"mysql", "user:pw@tcp(h:3306)/db"},
-		"postgresql:host=h dbname=d":         {"postgresql", "host=h dbname=d"},
-		"postgresql://u@h/db?sslmode=verify": {"postgresql", "postgresql://u@h/db?sslmode=verify"},
+		"sqlite:rel/db":                      {Scheme: "sqlite", Target: "rel/db"},
+		"memory:":                            {Scheme: "memory", Target: ""},
+		"mysql:user:pw@tcp(h:3306)/db":       {Scheme: "mysql", Target: "user:pw@tcp(h:3306)/db"},
+		"postgresql:host=h dbname=d":         {Scheme: "postgresql", Target: "host=h dbname=d"},
+		"postgresql://u@h/db?sslmode=verify": {Scheme: "postgresql", Target: "postgresql://u@h/db?sslmode=verify"},
 	} {
 		c := mustLoad(t, "", "-role", "primary", "-key-file", "k", "-storage", in)
 		if c.Storage != want {
@@ -290,7 +294,7 @@ func TestStorage(t *testing.T) {
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	P := []string{"-role", "primary", "-key-file", "k"}
-	S := []string{"-role", "secondary", "-key-file", "k", "-primary-url", "http://p:6967"}
+	S := []string{"-role", "secondary", "-key-file", "k", "-primary-url", "https://p:6967", "-primary-pubkey-file", "p.pub"}
 	for _, tc := range []struct {
 		name string
 		file string
@@ -298,10 +302,10 @@ func TestErrors(t *testing.T) {
 		want []string // substrings of the error
 	}{
 		// File syntax, unknown keys, types.
-		{"unknown key", "[primary]\nsecondary-ur = \"x\"\n", P, []string{`config.toml: unknown key "primary.secondary-ur"`}},
-		{"unknown keys", "foo = 1\nbar = 2\n", P, []string{`unknown keys "foo", "bar"`}},
-		{"unknown key in secondaries", "[[primary.secondaries]]\nurl = \"http://a\"\npubkey-file = \"a\"\nurll = \"x\"\n", P, []string{`"primary.secondaries.urll"`}},
-		{"unknown section", "[primry]\nmax-range = 1\n", P, []string{`config.toml: unknown key "primry"`}},
+		{"unknown key", "[primary]\nsecondary-ur = \"x\"\n", P, []string{`config.toml: unknown key "primary.secondary-ur" (line 2)`}},
+		{"unknown keys", "foo = 1\nbar = 2\n", P, []string{`unknown keys "foo" (line 1), "bar" (line 2)`}},
+		{"unknown key in secondaries", "[[primary.secondaries]]\nurl = \"http://a\"\npubkey-file = \"a\"\nurll = \"x\"\n", P, []string{`"primary.secondaries.urll" (line 4)`}},
+		{"unknown section", "[primry]\nmax-range = 1\n", P, []string{`config.toml: unknown key "primry" (line 1)`}},
 		{"syntax", "key-file = \"k\"\nmax-range = = 3\n", P, []string{"config.toml: line 2: "}},
 		{"wrong type int", "[primary]\nmax-range = \"big\"\n", P, []string{"config.toml", "max-range", "line 2"}},
 		{"wrong type bool", "[primary]\nallow-test-domain = \"yes\"\n", P, []string{"allow-test-domain"}},
@@ -344,6 +348,11 @@ func TestErrors(t *testing.T) {
 		{"max-range zero", "[primary]\nmax-range = 0\n", P, []string{`key "primary.max-range"`, "at least 1"}},
 		{"max-range negative flag", "", append(P, "-max-range", "-5"), []string{"flag -max-range", "at least 1"}},
 		{"empty sth-file", "[primary]\nsth-file = \"\"\n", P, []string{"primary.sth-file", "empty"}},
+		{"bastion without its certificate", "[primary]\nbastion-endpoint = \"127.0.0.1:8443\"\n", P, []string{`key "primary.bastion-endpoint"`, "go together"}},
+		{"bastion certificate without endpoint", "", append(P, "-bastion-cert-file", "c", "-bastion-key-file", "k"), []string{"bastion-endpoint", "go together"}},
+		{"bastion endpoint not host:port", "[primary]\nbastion-endpoint = \"8443\"\nbastion-cert-file = \"c\"\nbastion-key-file = \"k\"\n", P, []string{`key "primary.bastion-endpoint"`, "host:port"}},
+		{"witness-min-interval zero", "[primary]\nwitness-min-interval = \"0s\"\n", P, []string{`key "primary.witness-min-interval"`, "positive"}},
+		{"bastion for secondary", "", append(S, "-bastion-endpoint", "127.0.0.1:8443"), []string{"flag -bastion-endpoint", "role primary"}},
 		{"secondary section for primary", "[secondary]\nprimary-url = \"http://p\"\n", P, []string{`"secondary.primary-url"`, "role secondary", "-role is primary"}},
 		{"empty secondary section for primary", "[secondary]\n", P, []string{`key "secondary"`, "role secondary"}},
 		{"secondary flag for primary", "", append(P, "-primary-url", "http://p"), []string{"flag -primary-url", "role secondary"}},
@@ -505,9 +514,44 @@ func TestReferenceKeysBackendAndLogFile(t *testing.T) {
 
 func TestSecondarySelfCheckKeys(t *testing.T) {
 	t.Parallel()
-	c := mustLoad(t, "[secondary]\nprimary-url = \"http://p:6967\"\nprimary-public-url = \"http://p:6965/log\"\nlog-public-key-file = \"log.pub\"\n",
+	c := mustLoad(t, "[secondary]\nprimary-url = \"https://p:6967\"\nprimary-public-url = \"http://p:6965/log\"\nlog-public-key-file = \"log.pub\"\n",
 		"-role", "secondary", "-key-file", "k")
 	if c.Secondary.PrimaryPublicURL != "http://p:6965/log" || c.Secondary.LogPublicKeyFile != "log.pub" {
 		t.Errorf("self-check keys: %+v", c.Secondary)
+	}
+}
+
+// The internal API is mutual TLS unless insecure-internal-http says otherwise, and the URLs say which.
+func TestInternalScheme(t *testing.T) {
+	t.Parallel()
+	P := []string{"-role", "primary", "-key-file", "k"}
+	S := []string{"-role", "secondary", "-key-file", "k"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" loads
+	}{
+		{"primary https", append(P, "-secondary-url", "https://s", "-secondary-pubkey-file", "s.pub"), ""},
+		{"primary http", append(P, "-secondary-url", "http://s", "-secondary-pubkey-file", "s.pub"), "want https://"},
+		{"primary http, insecure", append(P, "-secondary-url", "http://s", "-secondary-pubkey-file", "s.pub", "-insecure-internal-http"), ""},
+		{"primary https, insecure", append(P, "-secondary-url", "https://s", "-secondary-pubkey-file", "s.pub", "-insecure-internal-http"), "want http://"},
+		{"secondary https with the primary's key", append(S, "-primary-url", "https://p", "-primary-pubkey-file", "p.pub"), ""},
+		{"secondary https, key from the log key", append(S, "-primary-url", "https://p", "-primary-public-url", "https://log", "-log-public-key-file", "log.pub"), ""},
+		{"secondary without the primary's key", append(S, "-primary-url", "https://p"), "primary-pubkey-file"},
+		{"secondary http", append(S, "-primary-url", "http://p", "-primary-pubkey-file", "p.pub"), "want https://"},
+		{"secondary http, insecure", append(S, "-primary-url", "http://p", "-insecure-internal-http"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Load(tc.args, io.Discard)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Load: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Load: %v, want an error about %q", err, tc.want)
+			case tc.want == "" && tc.name == "secondary https, key from the log key" && c.Secondary.PrimaryPubkeyFile != "log.pub":
+				t.Errorf("primary-pubkey-file %q, want the log key's file", c.Secondary.PrimaryPubkeyFile)
+			}
+		})
 	}
 }

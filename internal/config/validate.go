@@ -8,52 +8,37 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/sigsumd/sigsumd/internal/engine"
 )
 
-// parseStorage parses "sqlite:<path>", "memory:", "mysql:<dsn>" or "postgresql:<uri>". A PostgreSQL URI may also
-// be given as is ("postgresql://user@host/db").
-func parseStorage(s string) (Storage, error) {
-	scheme, target, ok := strings.Cut(s, ":")
-	if !ok {
-		return Storage{}, fmt.Errorf("%q has no scheme: want sqlite:<path>, memory:, mysql:<dsn> or postgresql:<uri>", s)
-	}
-	switch scheme {
-	case StorageMemory:
-		if target != "" {
-			return Storage{}, fmt.Errorf("%q: memory: takes nothing after the colon", s)
-		}
-	case StorageSQLite, StorageMySQL, StorageCockroachDB:
-		if target == "" {
-			return Storage{}, fmt.Errorf("%q: %s: needs a %s after the colon", s, scheme,
-				map[string]string{StorageSQLite: "file path", StorageMySQL: "DSN", StorageCockroachDB: "URI"}[scheme])
-		}
-	case StoragePostgreSQL:
-		if strings.HasPrefix(target, "//") {
-			target = s // the URI itself: postgresql://...
-		}
-		if target == "" {
-			return Storage{}, fmt.Errorf("%q: postgresql: needs a URI after the colon", s)
-		}
-	default:
-		return Storage{}, fmt.Errorf("unknown scheme %q in %q: want sqlite:<path>, memory:, mysql:<dsn>, postgresql:<uri> or crdb:<uri>", scheme, s)
-	}
-	return Storage{Scheme: scheme, Target: target}, nil
-}
+// parseStorage parses a storage value: engine.ParseStorage, whose errors never quote the value (a DSN or URI may
+// hold a password).
+func parseStorage(s string) (Storage, error) { return engine.ParseStorage(s) }
 
-// normalizePrefix strips leading and trailing slashes and checks that the rest is a clean URL path.
+// prefixPunctuation are the characters other than ASCII letters and digits allowed in a url-prefix: RFC 3986's
+// unreserved characters and those sub-delimiters that need no escaping in a path and mean nothing in a ServeMux
+// pattern ("$", "{" and "}" do, and "%" would need decoding).
+const prefixPunctuation = "-._~!&'()*+,;=:@"
+
+// normalizePrefix strips leading and trailing slashes and checks that the rest is a plain URL path: segments of
+// ASCII letters, digits and prefixPunctuation, none empty, "." or "..", so that it is the same path to every client
+// and a literal in a ServeMux pattern. Its errors wrap ErrURLPrefix.
 func normalizePrefix(p string) (string, error) {
 	p = strings.Trim(p, "/")
 	if p == "" {
 		return "", nil
 	}
 	for _, r := range p {
-		if r <= ' ' || r == 0x7f || strings.ContainsRune(`?#%\`, r) {
-			return "", fmt.Errorf("%q: character %q is not allowed in a path prefix", p, r)
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '/' ||
+			strings.ContainsRune(prefixPunctuation, r)) {
+			return "", fmt.Errorf("%w: character %q is not allowed (use ASCII letters, digits and %s between slashes)",
+				ErrURLPrefix, r, prefixPunctuation)
 		}
 	}
 	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "" || seg == "." || seg == ".." {
-			return "", fmt.Errorf("%q: empty, \".\" or \"..\" path segment", p)
+			return "", fmt.Errorf("%w: %q has an empty, \".\" or \"..\" path segment", ErrURLPrefix, p)
 		}
 	}
 	return p, nil
@@ -113,3 +98,9 @@ func parseLogLevel(s string) (slog.Level, error) {
 	}
 	return 0, errors.New(strconv.Quote(s) + ": want debug, info, warn or error")
 }
+
+// ErrUnknownStorageScheme is wrapped by the error for a storage value whose scheme is not one of the known ones.
+var ErrUnknownStorageScheme = engine.ErrUnknownStorageScheme
+
+// ErrURLPrefix is wrapped by the error for a url-prefix that is not a plain path.
+var ErrURLPrefix = errors.New("not a plain path prefix")

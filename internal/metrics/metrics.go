@@ -35,6 +35,8 @@ type Metrics struct {
 	witnessDuration                   *prometheus.HistogramVec
 	witnessQuorum                     *prometheus.CounterVec
 	witnessQuorumDuration             prometheus.Histogram
+	witnessSize, witnessTime          *prometheus.GaugeVec
+	witnessUp                         *prometheus.GaugeVec
 	publishedSize, signedSize         prometheus.Gauge
 	publishedTimestamp                prometheus.Gauge
 	secondarySize, secondaryLag       *prometheus.GaugeVec
@@ -47,6 +49,7 @@ type Metrics struct {
 	storageLatency                    *prometheus.HistogramVec
 	logID                             string
 	publishedAt                       atomic.Int64 // unix nanoseconds; 0 before a head is published
+	publishedCheckedAt                atomic.Int64 // secondary: unix nanoseconds of the last confirmation of the log's head
 }
 
 // New returns a node's metrics. logID labels the reference's first-generation HTTP metrics (the log's key hash).
@@ -85,11 +88,17 @@ func New(logID string) *Metrics {
 	m.witnessQuorumDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: Prefix + "witness_quorum_duration_seconds",
 		Help: "duration to reach witness quorum", Buckets: buckets})
 	m.reg.MustRegister(m.witnessQuorumDuration)
+	m.witnessSize = gaugeVec(ownPrefix+"witness_cosigned_size", "tree size a witness last cosigned", "witness")
+	m.witnessTime = gaugeVec(ownPrefix+"witness_cosigned_timestamp_seconds", "timestamp of a witness's last cosignature (unix time)", "witness")
+	m.witnessUp = gaugeVec(ownPrefix+"witness_up", "1 if a witness's last add-checkpoint exchange gave a valid cosignature, else 0", "witness")
 
 	m.publishedSize = gauge(ownPrefix+"published_tree_size", "size of the tree head get-tree-head serves")
 	m.publishedTimestamp = gauge(ownPrefix+"published_tree_head_timestamp_seconds", "when the served tree head was published (unix time)")
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ownPrefix + "published_tree_head_age_seconds",
 		Help: "age of the served tree head"}, m.publishedAge))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: ownPrefix + "secondary_published_head_checked_age_seconds",
+		Help: "secondary: seconds since it last fetched and verified the log's published head (0 before it ever did)"},
+		func() float64 { return sinceNanos(m.publishedCheckedAt.Load()) }))
 	m.signedSize = gauge(ownPrefix+"signed_tree_size", "size of the latest signed (committed) tree head")
 	m.secondarySize = gaugeVec(ownPrefix+"secondary_verified_size", "tree size a secondary last proved it holds", "secondary")
 	m.secondaryLag = gaugeVec(ownPrefix+"secondary_lag_leaves", "leaves the primary holds beyond a secondary's verified size", "secondary")
@@ -125,6 +134,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap gives http.ResponseController the underlying writer (for read deadlines and flushing).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
@@ -180,12 +192,21 @@ func endpoint(pattern string) string {
 }
 
 // publishedAge is the age of the served head; 0 before one is published.
-func (m *Metrics) publishedAge() float64 {
-	at := m.publishedAt.Load()
+func (m *Metrics) publishedAge() float64 { return sinceNanos(m.publishedAt.Load()) }
+
+// sinceNanos is the seconds since a unix-nanosecond time, 0 for the zero time.
+func sinceNanos(at int64) float64 {
 	if at == 0 {
 		return 0
 	}
 	return time.Since(time.Unix(0, at)).Seconds()
+}
+
+// PublishedChecked records, on a secondary, that it fetched and verified the log's published head just now.
+func (m *Metrics) PublishedChecked() {
+	if m != nil {
+		m.publishedCheckedAt.Store(time.Now().UnixNano())
+	}
 }
 
 // Published records that a head of size is now served.
@@ -232,6 +253,23 @@ func (m *Metrics) WitnessRequest(witness, status string, retried bool, d time.Du
 	m.witnessRequests.WithLabelValues(witness, status, strconv.FormatBool(retried)).Inc()
 	if status == "200" {
 		m.witnessDuration.WithLabelValues(witness).Observe(d.Seconds())
+	}
+}
+
+// WitnessCosigned records a valid cosignature by witness of size, made at ts.
+func (m *Metrics) WitnessCosigned(witness string, size uint64, ts time.Time) {
+	if m == nil {
+		return
+	}
+	m.witnessSize.WithLabelValues(witness).Set(float64(size))
+	m.witnessTime.WithLabelValues(witness).Set(float64(ts.Unix()))
+	m.witnessUp.WithLabelValues(witness).Set(1)
+}
+
+// WitnessFailed records an exchange with witness that gave no valid cosignature.
+func (m *Metrics) WitnessFailed(witness string) {
+	if m != nil {
+		m.witnessUp.WithLabelValues(witness).Set(0)
 	}
 }
 

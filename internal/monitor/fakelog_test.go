@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"filippo.io/torchwood"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
@@ -40,10 +41,12 @@ type fakeLog struct {
 	leafHook func(start int, ls []sigsum.Leaf)
 	maxRange int
 	down     bool
+	// requests counts the requests of each endpoint.
+	requests map[string]int
 }
 
 func newFakeLog(t testing.TB, seed byte) *fakeLog {
-	l := &fakeLog{t: t, key: testSigner(t, seed), maxRange: 4, cosignTime: 1700000000}
+	l := &fakeLog{t: t, key: testSigner(t, seed), maxRange: 4, cosignTime: 1700000000, requests: map[string]int{}}
 	l.srv = httptest.NewServer(http.HandlerFunc(l.serve))
 	t.Cleanup(l.srv.Close)
 	return l
@@ -140,7 +143,24 @@ func (l *fakeLog) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return int(n)
 	}
+	l.requests[parts[0]]++
 	switch parts[0] {
+	case "tile":
+		tile, err := torchwood.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/"))
+		first := int(tile.N) * torchwood.TileWidth
+		if err != nil || tile.L != -1 || first+tile.W > l.size {
+			http.Error(w, "no such tile", http.StatusNotFound)
+			return
+		}
+		ls := append([]sigsum.Leaf(nil), l.leaves[first:first+tile.W]...)
+		if l.leafHook != nil {
+			l.leafHook(first, ls)
+		}
+		var bundle []byte
+		for i := range ls {
+			bundle, _ = torchwood.AppendTileEntry(bundle, ls[i].MarshalBinary())
+		}
+		w.Write(bundle)
 	case "get-tree-head":
 		cth := l.head()
 		w.Write(cth.MarshalASCII())

@@ -26,8 +26,10 @@ import (
 	"os"
 	"time"
 
+	"filippo.io/torchwood"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sigsumd/sigsumd/internal/atomicfile"
 	"github.com/sigsumd/sigsumd/pkg/client"
@@ -62,6 +64,10 @@ type Config struct {
 	// BatchSize bounds the leaves fetched in one Once call; zero means DefaultBatchSize. A larger backlog is
 	// fetched over several calls, each proven consistent with the signed head.
 	BatchSize uint64
+	// Tiles makes the monitor read leaves from the log's entry bundles (Sigsum v1.1, C2SP tlog-tiles: whole
+	// bundles of 256, which caches keep) instead of get-leaves. They are checked against the signed root the same
+	// way.
+	Tiles bool
 	// OnLeaf is called for every leaf of a watched key, in index order, after the leaves are verified against a
 	// signed head and before the state moves past them.
 	OnLeaf func(Match)
@@ -410,12 +416,16 @@ func (m *Monitor) fetchLeaves(ctx context.Context) error {
 	}
 	var leaves []sigsum.Leaf
 	for i := m.state.Next; i < end; {
-		got, err := m.cfg.Client.GetLeaves(ctx, i, end)
+		got, err := m.leaves(ctx, i, end, head.Size)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return warn(AlertUnreachable, "get-leaves %d-%d: %w", i, end, err)
+			var a *Alert
+			if errors.As(err, &a) {
+				return a
+			}
+			return warn(AlertUnreachable, "leaves %d-%d: %w", i, end, err)
 		}
 		if len(got) == 0 {
 			return warn(AlertUnreachable, "get-leaves %d-%d returned no leaves", i, end)
@@ -456,6 +466,38 @@ func (m *Monitor) fetchLeaves(ctx context.Context) error {
 	}
 	m.rng, m.state.Next, m.state.Range = rng, end, rng.Hashes()
 	return m.save()
+}
+
+// leaves returns leaves from start, at most up to end, of the tree of size size: with get-leaves, or from the
+// entry bundle that holds start (Config.Tiles).
+func (m *Monitor) leaves(ctx context.Context, start, end, size uint64) ([]sigsum.Leaf, error) {
+	if !m.cfg.Tiles {
+		return m.cfg.Client.GetLeaves(ctx, start, end)
+	}
+	n := start / torchwood.TileWidth
+	w := min(size-n*torchwood.TileWidth, torchwood.TileWidth)
+	path := torchwood.TilePath(tlog.Tile{H: torchwood.TileHeight, L: -1, N: int64(n), W: int(w)})
+	bundle, err := m.cfg.Client.GetTile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	var leaves []sigsum.Leaf
+	for rest := bundle; len(rest) > 0; {
+		var entry []byte
+		if entry, rest, err = torchwood.ReadTileEntry(rest); err != nil {
+			return nil, fatal(AlertLeaves, "%s: %w", path, err)
+		}
+		leaf, err := sigsum.ParseLeafBinary(entry)
+		if err != nil {
+			return nil, fatal(AlertLeaves, "%s: entry %d: %w", path, len(leaves), err)
+		}
+		leaves = append(leaves, leaf)
+	}
+	if uint64(len(leaves)) != w {
+		return nil, fatal(AlertLeaves, "%s: %d entries, want %d", path, len(leaves), w)
+	}
+	first := start - n*torchwood.TileWidth
+	return leaves[first:min(uint64(len(leaves)), end-n*torchwood.TileWidth)], nil
 }
 
 // Run calls Once every interval until ctx ends or a fatal alert, which it returns. Other alerts go to onAlert and

@@ -26,6 +26,7 @@ type harness struct {
 	quorum  string
 	batch   uint64
 	maxAge  time.Duration
+	tiles   bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -46,7 +47,7 @@ func (h *harness) monitor() *Monitor {
 		h.t.Fatal(err)
 	}
 	m, err := New(Config{Client: c, LogKey: h.log.key.Public(), Policy: pol, Watch: []sigsum.PublicKey{h.a.Public()},
-		StateFile: h.state, BatchSize: h.batch, MaxAge: h.maxAge, OnLeaf: func(m Match) { h.matches = append(h.matches, m) },
+		StateFile: h.state, BatchSize: h.batch, MaxAge: h.maxAge, Tiles: h.tiles, OnLeaf: func(m Match) { h.matches = append(h.matches, m) },
 		Now: func() time.Time { return h.now }})
 	if err != nil {
 		h.t.Fatal(err)
@@ -157,6 +158,43 @@ func TestBatches(t *testing.T) {
 	if got := fmt.Sprint(h.takeMatches()); got != "[11 12 13 14 15]" {
 		t.Errorf("matches %s, want [11 12 13 14 15]", got)
 	}
+}
+
+// With Tiles the monitor reads whole entry bundles, never get-leaves, across bundles and batches, and leaves that
+// do not hash to the signed root are as fatal as through get-leaves.
+func TestTiles(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.tiles, h.batch = true, 200
+	h.log.add(h.b, 255)
+	h.log.add(h.a, 2) // indices 255, 256: the end of one bundle and the start of the next
+	h.log.add(h.b, 40)
+	m := h.monitor()
+	for i := 0; m.State().Next < 297 || i == 0; i++ {
+		if err := h.once(m); err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+		if i > 5 {
+			t.Fatalf("stuck at %d", m.State().Next)
+		}
+	}
+	if got := fmt.Sprint(h.takeMatches()); got != "[255 256]" {
+		t.Errorf("matches %s, want [255 256]", got)
+	}
+	h.log.set(func(l *fakeLog) {
+		if l.requests["get-leaves"] != 0 || l.requests["tile"] == 0 {
+			t.Errorf("requests %v: want tiles only", l.requests)
+		}
+	})
+	h.log.add(h.a, 3)
+	h.log.set(func(l *fakeLog) {
+		l.leafHook = func(start int, ls []sigsum.Leaf) {
+			if start <= 298 && 298 < start+len(ls) {
+				ls[298-start].Checksum[0] ^= 1
+			}
+		}
+	})
+	wantAlert(t, h.once(m), AlertLeaves, true)
 }
 
 func TestForkedHistory(t *testing.T) {

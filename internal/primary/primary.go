@@ -8,17 +8,19 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"runtime/debug"
-	"slices"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sigsumd/sigsumd/internal/atomicfile"
+	"github.com/sigsumd/sigsumd/internal/committed"
 	"github.com/sigsumd/sigsumd/internal/metrics"
 	"github.com/sigsumd/sigsumd/internal/ratelimit"
-	"github.com/sigsumd/sigsumd/internal/tiletree"
-	"github.com/sigsumd/sigsumd/internal/trillian"
+	"github.com/sigsumd/sigsumd/internal/reads"
+	"github.com/sigsumd/sigsumd/internal/repeatlog"
+	"github.com/sigsumd/sigsumd/internal/timeout"
 	"github.com/sigsumd/sigsumd/internal/witness"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/policy"
@@ -27,9 +29,12 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultInterval = 30 * time.Second
-	DefaultTimeout  = 10 * time.Second
-	DefaultMaxRange = 512
+	// DefaultInterval is 10 s (the reference's is 30 s): Sigsum's named trust policies want witnesses asked at
+	// least every 10 s, and a rotation is when they are asked.
+	DefaultInterval = 10 * time.Second
+	// DefaultWitnessInterval is how often witnesses are asked again while the tree does not grow.
+	DefaultWitnessInterval = 10 * time.Second
+	DefaultMaxRange        = reads.DefaultMaxRange
 )
 
 // Secondary is one secondary node the primary asks for its tree head.
@@ -42,10 +47,22 @@ type Secondary struct {
 	Key sigsum.PublicKey
 }
 
+// Log is what the primary needs of its LOG tree (an engine.Log is one): admission, the integrated tree's head, and
+// what the signed tree reads from storage.
+type Log interface {
+	committed.Storage
+	// QueueLeaf adds a leaf; it reports whether the leaf was there already.
+	QueueLeaf(ctx context.Context, leaf *sigsum.Leaf) (bool, error)
+	// TreeHead returns the integrated tree's head.
+	TreeHead(ctx context.Context) (sigsum.TreeHead, error)
+	// WaitGrowth waits up to maxWait until the integrated tree holds more than size leaves.
+	WaitGrowth(ctx context.Context, size uint64, maxWait time.Duration) (sigsum.TreeHead, error)
+}
+
 // Config configures a Primary.
 type Config struct {
 	// Log is the node's LOG tree.
-	Log *trillian.Log
+	Log Log
 	// Signer holds the log's key.
 	Signer sigsum.Signer
 	// STHFile is where the signed tree head is kept; `<STHFile>.startup` sets the first start's mode.
@@ -57,13 +74,18 @@ type Config struct {
 	SecondaryQuorum int
 	// Interval is the time between rotations (default DefaultInterval).
 	Interval time.Duration
-	// Timeout bounds each backend call and each request to a secondary (default DefaultTimeout).
+	// Timeout bounds each backend call and each request to a secondary (default timeout.Default).
 	Timeout time.Duration
 	// MaxRange is the most leaves one get-leaves answer holds (default DefaultMaxRange).
 	MaxRange uint64
+	// Committed bounds what the primary holds of its signed tree in memory (zero: committed's defaults).
+	Committed committed.Limits
 	// Logger receives operational messages; nil means slog.Default().
 	Logger *slog.Logger
 
+	// WitnessInterval is how often the witnesses are asked again while the tree does not grow (default
+	// DefaultWitnessInterval); a new head is sent at once.
+	WitnessInterval time.Duration
 	// Witnesses gathers cosignatures for each signed head; nil publishes signed heads at once, bare.
 	Witnesses *witness.Collector
 	// Policy decides when a head has enough cosignatures to be published; nil (or quorum none) publishes the
@@ -71,6 +93,9 @@ type Config struct {
 	Policy *policy.Policy
 	// PublishedFile keeps the published head with its cosignatures across restarts (needed with Witnesses).
 	PublishedFile string
+	// InternalAccess, if set, guards the internal get-leaves (unpublished leaves, long-poll slots): the node lets
+	// only its configured secondaries through (nodetls.Require). Nil serves everyone who reaches the listener.
+	InternalAccess func(http.Handler) http.Handler
 	// Limiter rate-limits new leaves; nil means no rate limiting.
 	Limiter *ratelimit.Limiter
 	// Metrics records what the primary does (nil: nothing).
@@ -81,25 +106,71 @@ type Config struct {
 type Primary struct {
 	cfg    Config
 	logKey sigsum.PublicKey
-	log    *slog.Logger
+	logger *slog.Logger
 
 	rotateMu  sync.Mutex   // one rotation at a time
 	rotated   atomic.Int64 // unix nanoseconds of the last rotation that completed
+	witnessed atomic.Int64 // unix nanoseconds of the last time the witnesses were asked
 	signed    atomic.Pointer[sigsum.SignedTreeHead]
 	published atomic.Pointer[publishedHead]
-	pending   pendingLeaves
-	committed *committedLeaves
-	tree      *tiletree.Tree // the committed tree in bounded memory; nil for a log too large to load at start
-	text      *leafText      // get-leaves text of leaves in tree
+	// publishedLogged and publishedSince pace the "published tree head" info line (logPublished).
+	publishedLogMu  sync.Mutex
+	publishedLogged time.Time
+	publishedSince  int
+	pending         pendingLeaves
+	tree            *committed.Tree // the signed tree: every read of it, from memory or storage
 	// witnessing is the policy and witnesses in force; SetWitnessing swaps them (SIGHUP).
 	witnessing atomic.Pointer[witnessing]
 
 	leavesWaiters slots        // internal get-leaves held for new leaves
 	leavesWait    atomic.Int64 // how long one is held at most (maxLeavesWait; tests change it)
 
+	stragglers *stragglers      // the last rotation's requests to secondaries still out; guarded by rotateMu
+	secMu      sync.Mutex       // guards secState
+	secState   []secondaryState // what the rotations learned of each secondary, in Secondaries' order
+
 	signerMu      sync.Mutex
 	signerChecked time.Time
 	signerErr     error
+
+	// storageFullAt is when a write last failed for want of space (unix nanoseconds; 0: not since the last write
+	// that succeeded): /readyz is unready for storageFullWindow after it.
+	storageFullAt  atomic.Int64
+	backendMu      sync.Mutex
+	backendErrs    repeatlog.Failures // backend failures of handlers, logged once and then with a count
+	backendFailing atomic.Bool        // backendErrs counts a failure: a write's success has a run to end
+}
+
+// storageFullWindow is how long after a write failed for want of space the primary reports itself unready, unless
+// a write succeeds first. Bounded, so a primary pulled from its load balancer (and so not written to) becomes ready
+// again and is tried.
+const storageFullWindow = 30 * time.Second
+
+// backendFailed logs a handler's backend failure: the first of a kind at once, then at most every repeatlog.DefaultEvery with
+// the count, not once per request (a full disk fails every add-leaf).
+func (p *Primary) backendFailed(path string, err error) {
+	p.backendMu.Lock()
+	log, n := p.backendErrs.Fail(time.Now(), err)
+	p.backendFailing.Store(true)
+	p.backendMu.Unlock()
+	if log {
+		p.logger.Error("backend failure", "path", path, "err", err, "failures", n)
+	}
+}
+
+// backendAnswers ends a run of backend failures: a write succeeded.
+func (p *Primary) backendAnswers() {
+	if !p.backendFailing.Load() {
+		return // the common case, without a lock
+	}
+	p.storageFullAt.Store(0)
+	p.backendMu.Lock()
+	p.backendFailing.Store(false)
+	ended, n := p.backendErrs.OK()
+	p.backendMu.Unlock()
+	if ended {
+		p.logger.Info("backend answers again", "failures", n)
+	}
 }
 
 // witnessing is who cosigns and how many must: no collector publishes signed heads bare, at once.
@@ -114,10 +185,17 @@ func (p *Primary) SetWitnessing(pol *policy.Policy, c *witness.Collector) {
 	p.witnessing.Store(&witnessing{policy: pol, collector: c})
 }
 
-// publishedHead is the head get-tree-head serves, with its body encoded once.
+// publishedHead is the head get-tree-head serves, with its body encoded once, and when this process began serving it.
 type publishedHead struct {
 	cth  sigsum.CosignedTreeHead
-	body []byte
+	head reads.Head // as the read API serves it: get-tree-head and the checkpoint, encoded once
+	at   time.Time
+}
+
+// newPublished is cth published at at, with checkpoint its C2SP checkpoint (the log's signed note and the
+// witnesses' cosignature lines).
+func newPublished(cth sigsum.CosignedTreeHead, checkpoint []byte, at time.Time) *publishedHead {
+	return &publishedHead{cth: cth, at: at, head: reads.Head{Size: cth.Size, Body: cth.MarshalASCII(), Checkpoint: checkpoint}}
 }
 
 // New starts a primary from its state files: the sth file of an earlier run, or the startup file of a first one.
@@ -132,10 +210,13 @@ func New(ctx context.Context, cfg Config) (*Primary, error) {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
+		cfg.Timeout = timeout.Default
 	}
 	if cfg.MaxRange == 0 {
 		cfg.MaxRange = DefaultMaxRange
+	}
+	if cfg.WitnessInterval <= 0 {
+		cfg.WitnessInterval = DefaultWitnessInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -145,10 +226,13 @@ func New(ctx context.Context, cfg Config) (*Primary, error) {
 			cfg.Secondaries[i].Name = fmt.Sprintf("secondary %d", i+1)
 		}
 	}
-	p := &Primary{cfg: cfg, logKey: cfg.Signer.Public(), log: cfg.Logger, leavesWaiters: make(slots, maxLeavesWaiters)}
+	p := &Primary{cfg: cfg, logKey: cfg.Signer.Public(), logger: cfg.Logger, leavesWaiters: make(slots, maxLeavesWaiters)}
 	p.pending.init()
+	p.secState = make([]secondaryState, len(cfg.Secondaries))
+	if len(cfg.Secondaries) == 0 {
+		p.logger.Warn("primary has no secondary: tree heads are signed without replication, and a lost store loses committed leaves")
+	}
 	p.leavesWait.Store(int64(maxLeavesWait))
-	p.committed = newCommittedLeaves()
 	p.SetWitnessing(cfg.Policy, cfg.Witnesses)
 
 	sth, mode, err := startupState(cfg.STHFile, p.logKey)
@@ -174,7 +258,7 @@ func New(ctx context.Context, cfg Config) (*Primary, error) {
 		if err := p.loadCommitted(loadCtx, sth.Size); err != nil {
 			return nil, err
 		}
-		p.log.Info("primary resumes from sth file", "size", sth.Size, "published", p.Published().Size, "local_size", own.Size)
+		p.logger.Info("primary resumes from sth file", "size", sth.Size, "published", p.Published().Size, "local_size", own.Size)
 		return p, nil
 	}
 	th := sigsum.TreeHead{RootHash: sigsum.RootHash(nil)}
@@ -197,62 +281,80 @@ func New(ctx context.Context, cfg Config) (*Primary, error) {
 		return nil, err
 	}
 	p.publish(sigsum.CosignedTreeHead{SignedTreeHead: first})
-	p.log.Info("primary signed its first tree head", "startup", string(mode), "size", first.Size)
+	p.logger.Info("primary signed its first tree head", "startup", string(mode), "size", first.Size)
 	return p, nil
 }
 
-// loadCommitted reads the signed tree at a start: all of it, to hold its upper levels and newest tiles and
-// index its newest leaves, when it is small enough to read in a reasonable time; else only its newest leaves, for
-// answering retries.
+// loadCommitted opens the signed tree of size size at a start (committed.Open: all of it, to hold its upper levels
+// and newest tiles, when it is small enough to read in a reasonable time; else only its newest leaves, for answering
+// retries).
 func (p *Primary) loadCommitted(ctx context.Context, size uint64) error {
-	if size <= maxLoadTree {
-		tree, err := tiletree.New(tiletree.Config{Source: p.cfg.Log})
-		if err != nil {
-			return err
-		}
-		p.tree, p.text = tree, newLeafText()
-		err = p.indexCommitted(ctx, 0, size)
-		// Loading a large log read every leaf through gRPC: hand that garbage back to the system now rather
-		// than over the next minutes, so the node's footprint is what it holds.
-		debug.FreeOSMemory()
+	tree, err := committed.Open(ctx, committed.Config{Source: p.cfg.Log, Limits: p.cfg.Committed,
+		Timeout: p.cfg.Timeout, OnAdvance: p.pending.remove, Logger: p.logger}, size)
+	if err != nil {
 		return err
 	}
-	p.log.Info("log too large to read at start: proofs come from storage", "size", size)
-	return p.indexCommitted(ctx, size-min(size, preloadCommitted), size)
+	p.tree = tree
+	return nil
 }
 
 // checkLocalTree refuses to run on a tree that does not extend the head this log signed last: a wrong storage or
 // tree id, or a store that lost data, must not sign anything.
 func (p *Primary) checkLocalTree(ctx context.Context, sth *sigsum.SignedTreeHead, own sigsum.TreeHead) error {
-	switch {
-	case own.Size < sth.Size:
+	if own.Size < sth.Size {
 		return fmt.Errorf("local tree has %d leaves but the sth file signs %d: wrong storage or tree id?", own.Size, sth.Size)
-	case own.Size == sth.Size && own.RootHash != sth.RootHash, sth.Size == 0 && sth.RootHash != sigsum.RootHash(nil):
-		return fmt.Errorf("local tree's root differs from the sth file's at size %d", sth.Size)
-	case own.Size == sth.Size || sth.Size == 0:
-		return nil
 	}
-	proof, err := p.cfg.Log.ConsistencyProof(ctx, sth.Size, own.Size)
+	err := sigsum.Extends(sth.TreeHead, own, func() (sigsum.ConsistencyProof, error) {
+		return p.cfg.Log.ConsistencyProof(ctx, sth.Size, own.Size)
+	})
 	if err != nil {
-		return fmt.Errorf("checking the local tree against the sth file: %w", err)
-	}
-	if err := proof.Verify(&sth.TreeHead, &own); err != nil {
 		return fmt.Errorf("local tree is not consistent with the sth file: %w", err)
 	}
 	return nil
 }
 
-// publish makes cth the head get-tree-head serves, and keeps it for the next start.
-func (p *Primary) publish(cth sigsum.CosignedTreeHead) {
+// maxWitnessGrace bounds how long a rotation waits for more cosignatures once the quorum is met.
+const maxWitnessGrace = time.Second
+
+// publish makes cth the head get-tree-head and checkpoint serve, and keeps it for the next start. lines are the
+// witnesses' note signature lines for the checkpoint, each as the witness signed it under its own name.
+func (p *Primary) publish(cth sigsum.CosignedTreeHead, lines ...[]byte) {
 	sigsum.SortCosignatures(cth.Cosignatures)
-	p.published.Store(&publishedHead{cth: cth, body: cth.MarshalASCII()})
+	now := time.Now()
+	checkpoint := cth.SignedNote(p.logKey)
+	for _, l := range lines {
+		checkpoint = append(checkpoint, l...)
+	}
+	prev := p.published.Swap(newPublished(cth, checkpoint, now))
+	if prev != nil && prev.cth.Size != cth.Size {
+		p.logPublished(now, cth)
+	}
 	p.cfg.Metrics.Published(cth.Size)
 	if p.cfg.PublishedFile != "" {
 		if err := witness.SavePublished(p.cfg.PublishedFile, cth); err != nil {
 			// The head is served all the same; a restart then serves the signed head until witnesses cosign it.
-			p.log.Error("keeping the published tree head", "err", err)
+			p.logger.Error("keeping the published tree head", "err", err)
+		} else if err := atomicfile.Write(checkpointFile(p.cfg.PublishedFile), checkpoint, 0o644); err != nil {
+			p.logger.Error("keeping the published checkpoint", "err", err)
 		}
 	}
+}
+
+// publishedLogEvery is the least time between two "published" info lines: a busy log publishes every interval.
+const publishedLogEvery = 5 * time.Second
+
+// logPublished tells, at info level, that the log published a larger head: at most once every publishedLogEvery,
+// with the number of heads published since the last line.
+func (p *Primary) logPublished(now time.Time, cth sigsum.CosignedTreeHead) {
+	p.publishedLogMu.Lock()
+	defer p.publishedLogMu.Unlock()
+	p.publishedSince++
+	if now.Sub(p.publishedLogged) < publishedLogEvery {
+		return
+	}
+	p.logger.Info("published tree head", "size", cth.Size, "cosignatures", len(cth.Cosignatures),
+		"heads_since_last_line", p.publishedSince)
+	p.publishedLogged, p.publishedSince = now, 0
 }
 
 // restorePublished serves, after a restart, the head published before it, with its cosignatures: a restart
@@ -266,19 +368,41 @@ func (p *Primary) restorePublished(sth *sigsum.SignedTreeHead) {
 			if w.policy != nil {
 				cth.Cosignatures = witness.VerifyCosignatures(p.logKey, &cth.TreeHead, w.policy.Witnesses(), cth.Cosignatures)
 			}
-			p.published.Store(&publishedHead{cth: cth, body: cth.MarshalASCII()})
+			p.published.Store(newPublished(cth, p.restoreCheckpoint(&cth), time.Now()))
 			p.cfg.Metrics.Published(cth.Size)
 			return
 		case err == nil:
-			p.log.Warn("published tree head file is ahead of the sth file; ignoring it", "published", cth.Size, "signed", sth.Size)
+			p.logger.Warn("published tree head file is ahead of the sth file; ignoring it", "published", cth.Size, "signed", sth.Size)
 		case !errors.Is(err, fs.ErrNotExist):
-			p.log.Warn("published tree head file unusable", "err", err)
+			p.logger.Warn("published tree head file unusable", "err", err)
 		}
 	}
 	cth := sigsum.CosignedTreeHead{SignedTreeHead: *sth}
-	p.published.Store(&publishedHead{cth: cth, body: cth.MarshalASCII()})
+	p.published.Store(newPublished(cth, sth.SignedNote(p.logKey), time.Now()))
 	p.cfg.Metrics.Published(cth.Size)
 }
+
+// checkpointFile is where the published head's checkpoint is kept beside the published head file: the witnesses'
+// note lines name them as they named themselves, which the published head (its cosignatures by key hash) does not.
+func checkpointFile(published string) string { return published + ".checkpoint" }
+
+// restoreCheckpoint returns the checkpoint of cth, restored from disk: the one kept when it was published, with
+// the note lines of the cosignatures still valid. Without it (an older version wrote the published head), the
+// checkpoint carries the log's signature only.
+func (p *Primary) restoreCheckpoint(cth *sigsum.CosignedTreeHead) []byte {
+	b, err := os.ReadFile(checkpointFile(p.cfg.PublishedFile))
+	if err != nil || len(b) > maxCheckpointBytes {
+		b = nil
+	}
+	var witnesses []policy.Witness
+	if w := p.witnessing.Load(); w != nil && w.policy != nil {
+		witnesses = w.policy.Witnesses()
+	}
+	return reads.Checkpoint(cth.SignedNote(p.logKey), b, cth.Cosignatures, witnesses...)
+}
+
+// maxCheckpointBytes bounds a kept checkpoint: a few hundred bytes per witness.
+const maxCheckpointBytes = 64 << 10
 
 // Close saves and releases what the primary holds beyond its tree: the rate-limit counters. Call it after the
 // listeners have stopped.
@@ -290,20 +414,24 @@ func (p *Primary) Close() error {
 }
 
 // Reload re-reads the rate-limit file (SIGHUP). A bad file is refused and the old limits stay.
-func (p *Primary) Reload(rateLimitFile string) error {
-	if p.cfg.Limiter == nil || rateLimitFile == "" {
+func (p *Primary) Reload() error {
+	if p.cfg.Limiter == nil {
 		return nil
 	}
-	return p.cfg.Limiter.Reload(rateLimitFile)
+	return p.cfg.Limiter.Reload()
 }
 
 // Ready reports why the primary should not take traffic, or nil: its storage answers, its signer signs and
-// rotations keep completing (one is overdue after three intervals plus the timeout).
+// rotations keep completing (one is overdue after three intervals plus the timeout). A ready primary may still be
+// degraded (see Degraded).
 func (p *Primary) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 	if _, err := p.cfg.Log.TreeHead(ctx); err != nil {
 		return fmt.Errorf("storage: %w", err)
+	}
+	if at := p.storageFullAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < storageFullWindow {
+		return fmt.Errorf("storage full: add-leaf answers 503 (last %v ago)", time.Since(time.Unix(0, at)).Round(time.Second))
 	}
 	if last := p.rotated.Load(); last != 0 {
 		if late := time.Since(time.Unix(0, last)); late > 3*p.cfg.Interval+p.cfg.Timeout {
@@ -337,38 +465,76 @@ func (p *Primary) checkSigner() error {
 	return p.signerErr
 }
 
+// Detail is one line for /readyz: the published and signed sizes, and how long ago this process published the
+// head it serves.
+func (p *Primary) Detail() string {
+	pub := p.published.Load()
+	return fmt.Sprintf("published head: size %d with %d cosignatures, published %v ago; signed size %d",
+		pub.cth.Size, len(pub.cth.Cosignatures), time.Since(pub.at).Round(time.Second), p.Signed().Size)
+}
+
 // Signed returns the latest signed tree head.
 func (p *Primary) Signed() sigsum.SignedTreeHead { return *p.signed.Load() }
 
 // Published returns the tree head get-tree-head serves.
 func (p *Primary) Published() sigsum.CosignedTreeHead { return p.published.Load().cth }
 
-// Run rotates the tree head every Interval until ctx is done.
+// startupPeriod is the time between rotations right after a start (or Interval if that is shorter).
+const startupPeriod = time.Second
+
+// Run rotates the tree head until ctx is done: at once on start, then every Interval.
+//
+// A start is often a failover: the new primary must commit the leaves submitted to it within seconds, not an
+// interval (30 s by default) later, and its signed head may lack cosignatures. So the first rotation runs at
+// once, and the next ones every startupPeriod until one signs a larger tree than the one at start (leaves flow:
+// secondaries follow and the signer works) or one Interval has passed, whichever comes first; then every Interval.
+// Fast rotations cost the secondaries one cheap request a second for at most one interval; the witnesses are
+// asked only for a head that changed or still lacks its cosignatures.
 func (p *Primary) Run(ctx context.Context) error {
-	t := time.NewTicker(p.cfg.Interval)
+	defer func() {
+		p.rotateMu.Lock()
+		p.stopStragglers()
+		p.rotateMu.Unlock()
+	}()
+	started, startSize := time.Now(), p.Signed().Size
+	period := min(p.cfg.Interval, startupPeriod)
+	starting := period < p.cfg.Interval
+	t := time.NewTicker(period)
 	defer t.Stop()
-	if p.witnessing.Load().collector != nil {
-		// After a start the signed head may lack cosignatures: ask the witnesses now, not an interval later.
-		if err := p.Rotate(ctx); err != nil && ctx.Err() == nil {
-			p.log.Error("rotation failed", "err", err)
+	var failures repeatlog.Failures
+	for first := true; ; first = false {
+		err := p.rotate(ctx, starting && !first)
+		if ctx.Err() != nil {
+			return nil
 		}
-	}
-	for {
+		p.logRotation(&failures, err)
+		if starting && !fastRotation(time.Since(started), p.cfg.Interval, p.Signed().Size > startSize) {
+			starting = false
+			t.Reset(p.cfg.Interval)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		if err := p.Rotate(ctx); err != nil && ctx.Err() == nil {
-			p.log.Error("rotation failed", "err", err)
-		}
 	}
 }
 
+// fastRotation says whether rotations still run every startupPeriod, since a start and with the signed tree
+// grown beyond the one at start or not.
+func fastRotation(sinceStart, interval time.Duration, grown bool) bool {
+	return !grown && sinceStart < interval
+}
+
 // Rotate signs the largest tree the secondaries have proven they hold, if it is larger than the signed one.
-func (p *Primary) Rotate(ctx context.Context) error {
+func (p *Primary) Rotate(ctx context.Context) error { return p.rotate(ctx, false) }
+
+// rotate is Rotate; a fast one sends the witnesses only a head that is new or not yet published.
+func (p *Primary) rotate(ctx context.Context, fast bool) error {
 	p.rotateMu.Lock()
 	defer p.rotateMu.Unlock()
+	// The last rotation's stragglers had their time (a request to a secondary gets at most half an interval).
+	p.stopStragglers()
 	start := time.Now()
 	cur := p.signed.Load()
 	tctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
@@ -377,19 +543,9 @@ func (p *Primary) Rotate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the local tree: %w", err)
 	}
-	next := p.replicated(ctx, cur, own, true)
-	// Secondaries a little behind (still copying the last leaves) are asked again shortly, for up to a second
-	// (half an interval at most): a leaf sequenced just before a rotation then waits a few hundred milliseconds,
-	// not a whole interval.
-	for deadline := start.Add(min(p.cfg.Interval/2, maxRecheck)); next.Size < own.Size && time.Now().Add(recheckPause).Before(deadline); {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(recheckPause):
-		}
-		if again := p.replicated(ctx, cur, own, false); again.Size > next.Size {
-			next = again
-		}
+	next := p.replicated(ctx, start, cur, own)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if next.Size > cur.Size {
 		sth, err := next.Sign(p.cfg.Signer)
@@ -402,20 +558,41 @@ func (p *Primary) Rotate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if p.witnessing.Load().collector == nil {
+			// Without witnesses the signed head is the published one: publish it before any add-leaf answers 200
+			// for it, so get-tree-head covers every leaf that got 200. (Reads of the new size come from storage
+			// until the tree advances below.)
+			p.publish(sigsum.CosignedTreeHead{SignedTreeHead: sth})
+		}
 		p.signed.Store(&sth)
 		p.cfg.Metrics.Signed(sth.Size)
-		if err := p.indexCommitted(ctx, cur.Size, sth.Size); err != nil {
-			// Committed all the same; retries of these leaves fall back to a storage lookup.
-			p.log.Warn("indexing committed leaves", "err", err)
+		if err := p.tree.Advance(ctx, sth.Size); err != nil {
+			// Committed all the same; reads of these leaves fall back to storage.
+			p.logger.Warn("reading the newly signed leaves", "err", err)
 		}
 		cur = &sth
 		p.pending.prune(time.Now().Add(-pendingTTL))
-		p.log.Debug("signed tree head", "size", sth.Size, "local_size", own.Size)
+		p.logger.Debug("signed tree head", "size", sth.Size, "local_size", own.Size)
 	}
-	p.witness(ctx, cur)
+	// Witnesses hear of a head at once when it is new (or not yet published), and again every WitnessInterval
+	// while the tree does not grow: their cosignatures stay fresh, a witness that was down catches up, and
+	// witnesses, the ecosystem's scarcest resource, are not asked every rotation of an idle log.
+	// Never more often than the witnesses' minimum interval (a rotation then waits for the next one, quietly).
+	since := time.Since(time.Unix(0, p.witnessed.Load()))
+	if (p.Published().SignedTreeHead != *cur || since >= p.cfg.WitnessInterval) && since >= p.witnessGap() {
+		p.witness(ctx, cur)
+	}
 	p.cfg.Metrics.Rotation(time.Since(start))
 	p.rotated.Store(time.Now().UnixNano())
 	return nil
+}
+
+// witnessGap is the least time between two rounds of the witnesses in force (zero without witnesses).
+func (p *Primary) witnessGap() time.Duration {
+	if w := p.witnessing.Load(); w != nil && w.collector != nil {
+		return w.collector.MinInterval()
+	}
+	return 0
 }
 
 // witness publishes the signed head: at once without witnesses, else once its cosignatures satisfy the policy.
@@ -429,10 +606,16 @@ func (p *Primary) witness(ctx context.Context, sth *sigsum.SignedTreeHead) {
 		}
 		return
 	}
-	// Witnesses get at most one interval: a hung witness must not hold up the next rotation.
+	// Witnesses get at most one interval, and the rotation goes on as soon as the quorum is met (after a short
+	// grace for the rest): a hung witness holds up neither the others nor the next rotation.
 	start := time.Now()
+	p.witnessed.Store(start.UnixNano())
 	wctx, cancel := context.WithTimeout(ctx, p.cfg.Interval)
-	cs := w.collector.Cosign(wctx, *sth)
+	var enough func(map[sigsum.Hash]bool) bool
+	if w.policy != nil {
+		enough = w.policy.Satisfied
+	}
+	cs := w.collector.CosignUntil(wctx, *sth, enough, min(p.cfg.Interval/4, maxWitnessGrace))
 	cancel()
 	cosigners := make(map[sigsum.Hash]bool, len(cs))
 	for _, c := range cs {
@@ -442,55 +625,16 @@ func (p *Primary) witness(ctx context.Context, sth *sigsum.SignedTreeHead) {
 	p.cfg.Metrics.WitnessQuorum(reached, time.Since(start))
 	if !reached {
 		if ctx.Err() == nil {
-			p.log.Warn("tree head lacks the witness quorum; the previous head stays published",
+			p.logger.Warn("tree head lacks the witness quorum; the previous head stays published",
 				"size", sth.Size, "cosignatures", len(cs), "published", p.Published().Size)
 		}
 		return
 	}
-	p.publish(sigsum.CosignedTreeHead{SignedTreeHead: *sth, Cosignatures: cs})
-}
-
-// recheckPause is the wait before asking lagging secondaries again within one rotation; maxRecheck bounds how
-// long one rotation keeps asking.
-const (
-	recheckPause = 100 * time.Millisecond
-	maxRecheck   = time.Second
-)
-
-// replicated returns the largest tree head, at most own, that enough secondaries have proven they hold. A
-// secondary that cannot be reached or fails a check counts as holding nothing; report says whether to log that.
-func (p *Primary) replicated(ctx context.Context, cur *sigsum.SignedTreeHead, own sigsum.TreeHead, report bool) sigsum.TreeHead {
-	n := len(p.cfg.Secondaries)
-	if n == 0 {
-		return own
+	lines := make([][]byte, len(cs))
+	for i := range cs {
+		lines[i] = cs[i].NoteLine
 	}
-	heads := make([]sigsum.TreeHead, n)
-	var wg sync.WaitGroup
-	for i := range p.cfg.Secondaries {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sec := &p.cfg.Secondaries[i]
-			th, err := p.checkSecondary(ctx, sec, cur, own)
-			if err != nil {
-				if report && ctx.Err() == nil {
-					p.log.Warn("secondary does not count toward the next tree head", "secondary", sec.Name, "err", err)
-				}
-				p.cfg.Metrics.Secondary(sec.Name, 0, own.Size)
-				return
-			}
-			p.cfg.Metrics.Secondary(sec.Name, th.Size, own.Size)
-			heads[i] = th
-		}()
-	}
-	wg.Wait()
-	k := p.cfg.SecondaryQuorum
-	if k == 0 {
-		k = n
-	}
-	// The k-th largest size is held by at least k secondaries; any of them proved the root at that size.
-	slices.SortFunc(heads, func(a, b sigsum.TreeHead) int { return compareDesc(a.Size, b.Size) })
-	return heads[k-1]
+	p.publish(sigsum.CosignedTreeHead{SignedTreeHead: *sth, Cosignatures: witness.Cosignatures(cs)}, lines...)
 }
 
 func compareDesc(a, b uint64) int {
@@ -504,10 +648,8 @@ func compareDesc(a, b uint64) int {
 }
 
 // checkSecondary fetches and verifies a secondary's tree head (PROTOCOL.md §4): its own signature, a size between
-// the signed size and ours, and a root consistent with our tree.
+// the signed size and ours, and a root consistent with our tree. ctx bounds the whole check.
 func (p *Primary) checkSecondary(ctx context.Context, sec *Secondary, cur *sigsum.SignedTreeHead, own sigsum.TreeHead) (sigsum.TreeHead, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
-	defer cancel()
 	sth, err := sec.Client.GetSecondaryTreeHead(ctx)
 	if err != nil {
 		return sigsum.TreeHead{}, err
@@ -529,22 +671,15 @@ func (p *Primary) checkSecondary(ctx context.Context, sec *Secondary, cur *sigsu
 		return sigsum.TreeHead{}, fmt.Errorf("size %d is below the signed size %d (still catching up?)", sth.Size, cur.Size)
 	case sth.Size > own.Size:
 		return sigsum.TreeHead{}, fmt.Errorf("size %d is larger than the primary's %d", sth.Size, own.Size)
-	case sth.Size == own.Size:
-		if sth.RootHash != own.RootHash {
-			return sigsum.TreeHead{}, fmt.Errorf("root at size %d differs from the primary's", sth.Size)
-		}
-		return sth.TreeHead, nil
-	case sth.Size == 0:
-		if sth.RootHash != sigsum.RootHash(nil) {
-			return sigsum.TreeHead{}, errors.New("root of the empty tree is wrong")
-		}
-		return sth.TreeHead, nil
 	}
-	proof, err := p.cfg.Log.ConsistencyProof(ctx, sth.Size, own.Size)
+	err = sigsum.Extends(sth.TreeHead, own, func() (sigsum.ConsistencyProof, error) {
+		proof, err := p.cfg.Log.ConsistencyProof(ctx, sth.Size, own.Size)
+		if err != nil {
+			return proof, fmt.Errorf("consistency proof %d→%d: %w", sth.Size, own.Size, err)
+		}
+		return proof, nil
+	})
 	if err != nil {
-		return sigsum.TreeHead{}, fmt.Errorf("consistency proof %d→%d: %w", sth.Size, own.Size, err)
-	}
-	if err := proof.Verify(&sth.TreeHead, &own); err != nil {
 		return sigsum.TreeHead{}, fmt.Errorf("inconsistent with the primary's tree: %w", err)
 	}
 	return sth.TreeHead, nil
@@ -558,15 +693,15 @@ const maxPending = 1 << 20
 
 // pendingLeaves remembers leaves queued but not yet committed, so a submitter's retries cost no signature check.
 type pendingLeaves struct {
-	mu sync.Mutex
+	mu sync.RWMutex // add-leaf reads it first: parallel retries of signed leaves must not queue on it
 	m  map[sigsum.Hash]time.Time
 }
 
 func (pl *pendingLeaves) init() { pl.m = make(map[sigsum.Hash]time.Time) }
 
 func (pl *pendingLeaves) has(h sigsum.Hash) bool {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
+	pl.mu.RLock()
+	defer pl.mu.RUnlock()
 	_, ok := pl.m[h]
 	return ok
 }

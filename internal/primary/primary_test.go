@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	tpb "github.com/google/trillian"
+	"github.com/google/trillian"
 
-	"github.com/sigsumd/sigsumd/internal/trillian"
+	"github.com/sigsumd/sigsumd/internal/engine"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -38,8 +38,8 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 type env struct {
 	t      *testing.T
 	dir    string
-	engine *trillian.Engine
-	log    *trillian.Log
+	engine *engine.Engine
+	log    engine.Log
 	signer sigsum.Signer
 	leaves []sigsum.Leaf
 }
@@ -47,13 +47,13 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
-	e, err := trillian.StartEmbedded(context.Background(), trillian.EmbeddedConfig{
-		Storage: "sqlite:" + filepath.Join(dir, "trillian.db"), SequencerInterval: 10 * time.Millisecond, Logger: quietLogger()})
+	e, err := engine.StartEmbedded(context.Background(), engine.EmbeddedConfig{
+		Storage: engine.Storage{Scheme: engine.StorageSQLite, Target: filepath.Join(dir, "trillian.db")}, SequencerInterval: 10 * time.Millisecond, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	l, err := e.OpenTree(context.Background(), trillian.TreeConfig{IDFile: filepath.Join(dir, "tree-id"), Type: tpb.TreeType_LOG, Create: true})
+	l, err := e.OpenTree(context.Background(), engine.TreeConfig{IDFile: filepath.Join(dir, "tree-id"), Type: trillian.TreeType_LOG, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,7 +102,8 @@ type Limiter struct {
 	counters map[string]*window
 	pending  map[uint64]reservation
 	nextID   uint64
-	dirty    bool // counters changed since the last save
+	dirty    bool     // counters changed since the last save
+	journal  *journal // nil without a state file
 
 	saveMu    sync.Mutex // serialises state file writes
 	stop      chan struct{}
@@ -176,7 +177,14 @@ func New(cfg Config) (*Limiter, error) {
 		saverDone: make(chan struct{}),
 	}
 	if cfg.StateFile != "" {
-		if err := l.load(); err != nil {
+		gen, err := l.load()
+		if err != nil {
+			return nil, err
+		}
+		// A first save folds the replayed journals into the state file and opens the next generation.
+		l.journal = newJournal(cfg.StateFile, gen)
+		if err := l.save(); err != nil {
+			l.journal.close()
 			return nil, err
 		}
 	}
@@ -188,10 +196,32 @@ func New(cfg Config) (*Limiter, error) {
 	return l, nil
 }
 
-// Reload replaces the limits with those in the file at path (normally Config.LimitsFile, on SIGHUP). Counters
-// and reservations are kept: a line whose counter has charges keeps them under its new n. A file that does not
-// parse, or whose suffix list does not load, is rejected and the old limits stay.
-func (l *Limiter) Reload(path string) error {
+// Summary is what the limits in force hold, for the status page.
+type Summary struct {
+	File    string // the limits file
+	Keys    int    // key lines
+	Domains int    // domain lines
+	Public  int    // the public line's limit per registered domain; 0 without one
+}
+
+// Summary returns what the limits in force hold.
+func (l *Limiter) Summary() Summary {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := Summary{File: l.cfg.LimitsFile, Keys: len(l.limits.Keys), Domains: len(l.limits.Domains)}
+	if l.limits.Public != nil {
+		s.Public = l.limits.Public.N
+	}
+	return s
+}
+
+// Reload reads the limits file (Config.LimitsFile) again, on SIGHUP; a new path needs a new Limiter. Counters and
+// reservations are kept: a line whose counter has charges keeps them under its new n. A file that does not parse,
+// or whose suffix list does not load, is rejected and the old limits stay.
+func (l *Limiter) Reload() error { return l.reload(l.cfg.LimitsFile) }
+
+// reload replaces the limits with those in the file at path.
+func (l *Limiter) reload(path string) error {
 	ll, err := loadLimits(path)
 	if err != nil {
 		return err
@@ -232,14 +262,11 @@ func (l *Limiter) Check(ctx context.Context, keyHash sigsum.Hash, tokenHeader st
 	var tok *sigsum.SubmitToken
 	domain := ""
 	if tokenHeader != "" {
-		t, err := sigsum.ParseSubmitToken(tokenHeader)
+		t, d, err := ParseToken(tokenHeader)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrMalformedToken, oneLine(err.Error()))
+			return nil, err
 		}
-		if domain, err = normalizeDomain(t.Domain); err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrMalformedToken, oneLine(err.Error()))
-		}
-		tok = &t
+		tok, domain = &t, d
 	}
 
 	l.mu.Lock()
@@ -265,6 +292,21 @@ func (l *Limiter) Check(ctx context.Context, keyHash sigsum.Hash, tokenHeader st
 		return nil, err
 	}
 	return d, nil
+}
+
+// ParseToken parses a sigsum-token header value and normalises its domain (IDNA, lowercase), as Check does. Its
+// errors wrap ErrMalformedToken. The add-leaf handler calls it whether or not the log has rate limits: a
+// malformed header is a malformed request.
+func ParseToken(header string) (sigsum.SubmitToken, string, error) {
+	t, err := sigsum.ParseSubmitToken(header)
+	if err != nil {
+		return sigsum.SubmitToken{}, "", fmt.Errorf("%w: %s", ErrMalformedToken, oneLine(err.Error()))
+	}
+	domain, err := normalizeDomain(t.Domain)
+	if err != nil {
+		return sigsum.SubmitToken{}, "", fmt.Errorf("%w: %s", ErrMalformedToken, oneLine(err.Error()))
+	}
+	return t, domain, nil
 }
 
 // matchLocked finds the limits line for a submission.
@@ -334,15 +376,18 @@ func (l *Limiter) expireReservationsLocked(now time.Time) {
 	}
 }
 
-// Charge counts d's leaf against its counters: call it once the leaf is queued and was new. A reservation that
-// had expired is still charged, which may overshoot a limit by the few leaves whose handler took that long.
+// Charge counts d's leaf against its counters: call it once the leaf is queued and was new, before answering.
+// With a state file it returns once the charge is durable (in the journal, synced together with concurrent
+// charges), so that a crash loses no charge a client was answered for; a journal that cannot be written is
+// logged, and the charge then counts until a restart. A reservation that had expired is still charged, which
+// may overshoot a limit by the few leaves whose handler took that long.
 func (l *Limiter) Charge(d *Decision) {
 	if d == nil {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if d.done {
+		l.mu.Unlock()
 		return
 	}
 	d.done = true
@@ -357,6 +402,17 @@ func (l *Limiter) Charge(d *Decision) {
 		w.add(minute, 1)
 	}
 	l.dirty = true
+	var b *jbatch
+	if l.journal != nil {
+		// Enqueued under l.mu, so a save's snapshot and journal rotation see each charge exactly once.
+		b = l.journal.enqueue(chargeRecord(minute, d.counters))
+	}
+	l.mu.Unlock()
+	if b != nil {
+		if err := b.wait(); err != nil {
+			l.logger.Error("rate limit charge not durable", "err", err)
+		}
+	}
 }
 
 // Release gives back d's slot without charging: for a resubmission, a rejected leaf or a backend failure.
@@ -403,6 +459,9 @@ func (l *Limiter) Close() error {
 		<-l.saverDone
 		if l.cfg.StateFile != "" {
 			l.closeErr = l.save()
+			if err := l.journal.close(); l.closeErr == nil {
+				l.closeErr = err
+			}
 		}
 	})
 	return l.closeErr

@@ -554,18 +554,24 @@ func TestReload(t *testing.T) {
 		t.Fatalf("over the limit: %v", err)
 	}
 	bad := writeFile(t, e.dir, "bad", "key "+kh.String()+" 5\nkey "+kh.String()+" 6\n")
-	if err := e.l.Reload(bad); err == nil || !strings.Contains(err.Error(), "line 2") {
+	if err := e.l.reload(bad); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("bad file: %v", err)
 	}
 	if _, err := e.submit(t, kh, ""); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("old limits not kept after a rejected reload: %v", err)
 	}
-	if err := e.l.Reload(writeFile(t, e.dir, "nosuffix", "public missing.dat 1\n")); err == nil {
+	if err := e.l.reload(writeFile(t, e.dir, "nosuffix", "public missing.dat 1\n")); err == nil {
 		t.Fatal("a file whose suffix list is missing was accepted")
 	}
-	good := writeFile(t, e.dir, "good", "key "+kh.String()+" 2\n")
-	if err := e.l.Reload(good); err != nil {
+	if got, want := e.l.Summary(), (Summary{File: e.l.cfg.LimitsFile, Keys: 1}); got != want {
+		t.Errorf("Summary() = %+v, want %+v", got, want)
+	}
+	good := writeFile(t, e.dir, "good", "key "+kh.String()+" 2\ndomain example.org 3\npublic default 4\n")
+	if err := e.l.reload(good); err != nil {
 		t.Fatal(err)
+	}
+	if got, want := e.l.Summary(), (Summary{File: e.l.cfg.LimitsFile, Keys: 1, Domains: 1, Public: 4}); got != want {
+		t.Errorf("Summary() after a reload = %+v, want %+v", got, want)
 	}
 	if n := e.l.Usage(RuleKey, kh.String()); n != 1 {
 		t.Fatalf("usage after reload %d, want 1", n)

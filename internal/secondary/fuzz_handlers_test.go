@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	tpb "github.com/google/trillian"
+	"github.com/google/trillian"
 
-	"github.com/sigsumd/sigsumd/internal/trillian"
+	"github.com/sigsumd/sigsumd/internal/engine"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -28,15 +28,15 @@ func fuzzSecondary(f *testing.F) *Secondary {
 	f.Helper()
 	dir := f.TempDir()
 	ctx := context.Background()
-	e, err := trillian.StartEmbedded(ctx, trillian.EmbeddedConfig{
-		Storage: "sqlite:" + filepath.Join(dir, "trillian.db"), SequencerInterval: 10 * time.Millisecond,
+	e, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{
+		Storage: engine.Storage{Scheme: engine.StorageSQLite, Target: filepath.Join(dir, "trillian.db")}, SequencerInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { e.Close() })
-	l, err := e.OpenTree(ctx, trillian.TreeConfig{IDFile: filepath.Join(dir, "tree-id"),
-		Type: tpb.TreeType_PREORDERED_LOG, Create: true})
+	l, err := e.OpenTree(ctx, engine.TreeConfig{IDFile: filepath.Join(dir, "tree-id"),
+		Type: trillian.TreeType_PREORDERED_LOG, Create: true})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package secondary
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,7 +9,7 @@ import (
 )
 
 // notServed is the public listener's answer: a secondary does not serve the log's API (see the package comment).
-const notServed = "this node is a secondary: use the log's primary"
+const notServed = "this node is a secondary: submit to the log's primary (it serves reads only)"
 
 // InternalHandler serves the secondary's internal listener: GET get-secondary-tree-head, at the root and, when
 // prefix is not empty, also under /<prefix>/ (some deployments put the URL prefix on the internal API too).
@@ -38,47 +37,25 @@ func withPrefix(prefix string, h http.Handler) http.Handler {
 	})
 }
 
-// PublicHandler serves the secondary's public listener: an info page at GET /<prefix>/ and 404 with a one-line
-// reason for everything else.
+// PublicHandler serves the secondary's public listener. A secondary that follows the log's published head serves
+// the log's read API at it (get-tree-head, proofs, get-leaves, checkpoint, tiles) once its replica holds that tree,
+// so that any node can stand behind the log's read URL; add-leaf, and everything on a secondary that does not
+// follow the published head, is 404 with a one-line reason. (The node serves its status page at the base.)
 func (s *Secondary) PublicHandler(prefix string) http.Handler {
-	p := strings.Trim(prefix, "/")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base := "/"
-		if p != "" {
-			base = "/" + p + "/"
-		}
-		if r.URL.Path != base {
-			http.Error(w, notServed, http.StatusNotFound)
-			return
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		s.serveInfo(w, r)
+	notHere := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, notServed, http.StatusNotFound)
 	})
-}
-
-func (s *Secondary) serveInfo(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
-	defer cancel()
-	th, err := s.readHead(ctx)
-	if err != nil {
-		s.log.Error("info page: reading the tree head", "err", err)
-		http.Error(w, "backend failure reading the tree head", http.StatusInternalServerError)
-		return
+	if s.cfg.PrimaryPublic == nil {
+		return notHere
 	}
-	kh := s.cfg.Signer.Public().KeyHash()
-	status := "ok"
-	if err := s.Healthy(); err != nil {
-		status = "unhealthy"
-		if errors.Is(err, ErrDiverged) {
-			status = "diverged"
-		}
+	base := "/"
+	if p := strings.Trim(prefix, "/"); p != "" {
+		base = "/" + p + "/"
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintf(w, "role=secondary\nkey_hash=%s\ntree_size=%s\nstatus=%s\n", kh, strconv.FormatUint(th.Size, 10), status)
+	mux := http.NewServeMux()
+	s.readsHandler(mux, base)
+	mux.Handle("/", notHere)
+	return mux
 }
 
 // serveTreeHead answers get-secondary-tree-head with the integrated tree head signed by the secondary's key.
@@ -92,7 +69,7 @@ func (s *Secondary) serveTreeHead(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	body, err := s.signedTreeHead(ctx)
 	if err != nil {
-		s.log.Error("get-secondary-tree-head", "err", err)
+		s.logger.Error("get-secondary-tree-head", "err", err)
 		http.Error(w, "backend failure reading or signing the tree head", http.StatusInternalServerError)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,9 +19,11 @@ import (
 	"testing"
 	"time"
 
-	tpb "github.com/google/trillian"
+	"github.com/google/trillian"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
 
-	"github.com/sigsumd/sigsumd/internal/trillian"
+	"github.com/sigsumd/sigsumd/internal/engine"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -77,8 +80,10 @@ type fakePrimary struct {
 	served func(start uint64, n int)
 	// hold, when set, runs (not under mu) before each get-leaves is answered, with its start.
 	hold func(start uint64)
-	srv  *httptest.Server
-	addr string
+	// proofLeaves, when set, are the leaves get-consistency-proof proves over instead of leaves (a forked log).
+	proofLeaves []sigsum.Leaf
+	srv         *httptest.Server
+	addr        string
 }
 
 func newFakePrimary(t *testing.T) *fakePrimary {
@@ -120,6 +125,34 @@ func (p *fakePrimary) handler() http.Handler {
 		if p.served != nil {
 			p.served(start, int(end-start))
 		}
+	})
+	mux.HandleFunc("GET /get-consistency-proof/{old}/{new}", func(w http.ResponseWriter, r *http.Request) {
+		old, err1 := sigsum.ParseInt(r.PathValue("old"))
+		size, err2 := sigsum.ParseInt(r.PathValue("new"))
+		p.mu.Lock()
+		leaves := p.proofLeaves
+		if leaves == nil {
+			leaves = p.leaves
+		}
+		tree := testonly.New(rfc6962.DefaultHasher)
+		for _, l := range leaves {
+			tree.AppendData(l.MarshalBinary())
+		}
+		p.mu.Unlock()
+		if err1 != nil || err2 != nil || old == 0 || old >= size || size > tree.Size() {
+			http.Error(w, "bad sizes", http.StatusBadRequest)
+			return
+		}
+		hs, err := tree.ConsistencyProof(old, size)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		var proof sigsum.ConsistencyProof
+		for _, h := range hs {
+			proof.Path = append(proof.Path, sigsum.Hash(h))
+		}
+		w.Write(proof.MarshalASCII())
 	})
 	mux.HandleFunc("GET /get-tree-head", func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
@@ -196,9 +229,11 @@ func (p *fakePrimary) snapshot() []sigsum.Leaf {
 // publish signs and publishes a head over the first size leaves (or over root when given).
 func (p *fakePrimary) publish(size int, root *sigsum.Hash) {
 	p.t.Helper()
-	th := sigsum.TreeHead{Size: uint64(size), RootHash: rootOf(p.snapshot()[:size])}
+	th := sigsum.TreeHead{Size: uint64(size)}
 	if root != nil {
 		th.RootHash = *root
+	} else {
+		th.RootHash = rootOf(p.snapshot()[:size])
 	}
 	sth, err := th.Sign(p.logKey)
 	if err != nil {
@@ -218,8 +253,8 @@ func (p *fakePrimary) requestedStarts() []uint64 {
 // node is a secondary with its own embedded Trillian on SQLite in dir.
 type node struct {
 	dir    string
-	engine *trillian.Engine
-	log    *trillian.Log
+	engine *engine.Engine
+	log    engine.Log
 	sec    *Secondary
 	signer *sigsum.Ed25519Signer
 	cancel context.CancelFunc
@@ -230,6 +265,8 @@ type node struct {
 type options struct {
 	batch, storeBatch uint64
 	selfCheck         bool
+	publishedFile     string // with selfCheck: where the followed head is kept
+	logger            *slog.Logger
 	// stored, when set, receives the size of every AddSequencedLeaves the loop makes (from its debug log).
 	stored func(n int)
 }
@@ -237,16 +274,16 @@ type options struct {
 func openNode(t *testing.T, dir string, p *fakePrimary, o options) *node {
 	t.Helper()
 	ctx := context.Background()
-	e, err := trillian.StartEmbedded(ctx, trillian.EmbeddedConfig{
-		Storage: "sqlite:" + filepath.Join(dir, "trillian.db"), SequencerInterval: 10 * time.Millisecond,
+	e, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{
+		Storage: engine.Storage{Scheme: engine.StorageSQLite, Target: filepath.Join(dir, "trillian.db")}, SequencerInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &node{dir: dir, engine: e, signer: newSigner(t, 3)}
 	t.Cleanup(func() { n.close(t) })
-	n.log, err = e.OpenTree(ctx, trillian.TreeConfig{IDFile: filepath.Join(dir, "tree-id"),
-		Type: tpb.TreeType_PREORDERED_LOG, Create: true})
+	n.log, err = e.OpenTree(ctx, engine.TreeConfig{IDFile: filepath.Join(dir, "tree-id"),
+		Type: trillian.TreeType_PREORDERED_LOG, Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,9 +299,13 @@ func openNode(t *testing.T, dir string, p *fakePrimary, o options) *node {
 	if o.stored != nil {
 		cfg.Logger = slog.New(storeCounter{o.stored})
 	}
+	if o.logger != nil {
+		cfg.Logger = o.logger
+	}
 	if o.selfCheck {
 		pub := p.logKey.Public()
 		cfg.LogKey, cfg.PrimaryPublic = &pub, internal
+		cfg.PublishedFile = o.publishedFile
 	}
 	if n.sec, err = New(cfg); err != nil {
 		t.Fatal(err)
@@ -804,14 +845,13 @@ func TestPublicHandler(t *testing.T) {
 	srv := httptest.NewServer(n.sec.PublicHandler("log"))
 	defer srv.Close()
 
-	rsp, body := get(t, http.MethodGet, srv.URL+"/log/")
-	kh := n.signer.Public().KeyHash()
-	if rsp.StatusCode != http.StatusOK || !strings.Contains(body, "role=secondary\n") ||
-		!strings.Contains(body, "key_hash="+kh.String()+"\n") || !strings.Contains(body, "tree_size=3\n") {
-		t.Errorf("info page: %d %q", rsp.StatusCode, body)
+	// The status page's facts: the node serves the page itself (internal/node), from this report.
+	rep := n.sec.Status(context.Background(), time.Now())
+	if rep.Role != "secondary" || rep.NodeKeyHash != n.signer.Public().KeyHash().String() || rep.LocalSize != 3 {
+		t.Errorf("status: %+v", rep)
 	}
 	for _, req := range [][2]string{{"GET", "/log/get-tree-head"}, {"POST", "/log/add-leaf"}, {"GET", "/"},
-		{"GET", "/log/get-leaves/0/1"}} {
+		{"GET", "/log/get-leaves/0/1"}, {"GET", "/log/"}} {
 		rsp, body := get(t, req[0], srv.URL+req[1])
 		if rsp.StatusCode != http.StatusNotFound || body != notServed+"\n" {
 			t.Errorf("%s %s: %d %q", req[0], req[1], rsp.StatusCode, body)
@@ -828,10 +868,200 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	pub := newSigner(t, 1).Public()
 	for name, cfg := range map[string]Config{
 		"no log":         {Signer: newSigner(t, 3), Primary: c},
-		"half selfcheck": {Log: &trillian.Log{}, Signer: newSigner(t, 3), Primary: c, LogKey: &pub},
+		"half selfcheck": {Log: struct{ engine.Log }{}, Signer: newSigner(t, 3), Primary: c, LogKey: &pub},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
+	}
+}
+
+// waitPublished waits until the secondary has recorded a published head of size.
+func (n *node) waitPublished(t *testing.T, size uint64) sigsum.CosignedTreeHead {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); ; time.Sleep(5 * time.Millisecond) {
+		cth, checked, ok := n.sec.Published()
+		if ok && cth.Size == size && !checked.IsZero() {
+			return cth
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recorded published head %+v (known %v), want size %d", cth.TreeHead, ok, size)
+		}
+	}
+}
+
+// The secondary follows the log's published head, records the newest in its file, and knows it after a restart,
+// before it has contacted anything.
+func TestFollowsPublishedHead(t *testing.T) {
+	t.Parallel()
+	p := newFakePrimary(t)
+	p.add(makeLeaves(t, "f", 0, 40)...)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "published-tree-head")
+	n := openNode(t, dir, p, options{batch: 16, selfCheck: true, publishedFile: file})
+	if _, _, ok := n.sec.Published(); ok {
+		t.Fatal("a fresh secondary knows a published head")
+	}
+	p.publish(10, nil)
+	n.run()
+	n.waitPublished(t, 10)
+	p.publish(30, nil)
+	want := n.waitPublished(t, 30)
+	n.waitSize(t, p.snapshot())
+	b, err := os.ReadFile(file)
+	if err != nil || !bytes.Equal(b, want.MarshalASCII()) {
+		t.Fatalf("published file %q (%v), want the head of size 30", b, err)
+	}
+	if err := n.sec.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready() = %v", err)
+	}
+	if d := n.sec.Degraded(); d != "" {
+		t.Errorf("Degraded() = %q", d)
+	}
+	if d := n.sec.Detail(); !strings.Contains(d, "published head: size 30 with 0 cosignatures, confirmed") || !strings.Contains(d, "replica size 40") {
+		t.Errorf("Detail() = %q", d)
+	}
+	n.close(t)
+
+	// A restarted secondary knows the recorded head at once, whatever the primary does now.
+	p.stop()
+	n2 := openNode(t, dir, p, options{batch: 16, selfCheck: true, publishedFile: file})
+	got, checked, ok := n2.sec.Published()
+	if !ok || got.SignedTreeHead != want.SignedTreeHead || !checked.IsZero() {
+		t.Fatalf("after a restart: %+v (known %v, checked %v), want size 30, not checked", got.TreeHead, ok, checked)
+	}
+	if d := n2.sec.Degraded(); !strings.Contains(d, "last confirmed not yet") {
+		t.Errorf("Degraded() before any confirmation = %q", d)
+	}
+	n3 := openNode(t, t.TempDir(), p, options{batch: 16})
+	if d := n3.sec.Degraded(); !strings.Contains(d, "does not follow the log's published head") {
+		t.Errorf("Degraded() of a secondary that follows nothing = %q", d)
+	}
+}
+
+// A log that publishes heads that do not extend each other is caught by the follower, even for sizes this
+// replica does not hold yet: the evidence makes the node unready, and the recorded head stays the last good one.
+func TestFollowerCatchesLogFork(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		fork func(p *fakePrimary)
+	}{
+		{"two roots for one size", func(p *fakePrimary) {
+			root := rootOf(makeLeaves(t, "other", 0, 10))
+			p.publish(10, &root)
+		}},
+		{"a larger head over another history", func(p *fakePrimary) {
+			other := makeLeaves(t, "other", 0, 60)
+			root := rootOf(other)
+			p.mu.Lock()
+			p.proofLeaves = other
+			p.mu.Unlock()
+			p.publish(60, &root)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newFakePrimary(t)
+			p.add(makeLeaves(t, "k", 0, 20)...)
+			release := make(chan struct{})
+			p.mu.Lock()
+			p.hold = func(uint64) { <-release } // this replica copies nothing: the follower alone decides
+			p.mu.Unlock()
+			t.Cleanup(func() { close(release) })
+			dir := t.TempDir()
+			n := openNode(t, dir, p, options{batch: 16, selfCheck: true, publishedFile: filepath.Join(dir, "published")})
+			p.publish(10, nil)
+			n.run()
+			good := n.waitPublished(t, 10)
+			tt.fork(p)
+			deadline := time.Now().Add(waitFor)
+			for !errors.Is(n.sec.Ready(t.Context()), ErrLogForked) {
+				if time.Now().After(deadline) {
+					t.Fatalf("Ready() = %v, want ErrLogForked", n.sec.Ready(t.Context()))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got, _, _ := n.sec.Published(); got.SignedTreeHead != good.SignedTreeHead {
+				t.Fatalf("recorded %+v after the fork, want the last good head", got.TreeHead)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A primary that is down fails every retry: the secondary logs that once (and then once a minute with a count),
+// and once when replication recovers, not once per retry. Before the primary first answered, it is most often
+// still starting: that wait is told at info level, once, not as a failure.
+func TestPrimaryDownLoggedOnce(t *testing.T) {
+	t.Parallel()
+	p := newFakePrimary(t)
+	p.add(makeLeaves(t, "d", 0, 10)...)
+	var logs lockedBuffer
+	n := openNode(t, t.TempDir(), p, options{batch: 16, logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	p.stop()
+	n.run()
+	time.Sleep(time.Second) // retries every 20 to 80 ms
+	p.start()
+	n.waitSize(t, p.snapshot())
+	time.Sleep(100 * time.Millisecond)
+	out := logs.String()
+	if got := strings.Count(out, `level=INFO msg="waiting for the primary to answer"`); got != 1 {
+		t.Errorf("%d lines about waiting for the primary at start, want 1 at info:\n%s", got, out)
+	}
+	if strings.Contains(out, "level=WARN") || !strings.Contains(out, `msg="the primary answers"`) {
+		t.Errorf("a primary starting after its secondary made a warning, or no line when it answered:\n%s", out)
+	}
+
+	p.stop()
+	time.Sleep(time.Second)
+	p.add(makeLeaves(t, "e", 10, 5)...)
+	p.start()
+	n.waitSize(t, p.snapshot())
+	time.Sleep(100 * time.Millisecond)
+	out = logs.String()
+	if got := strings.Count(out, `level=WARN msg="replication step failed`); got != 1 {
+		t.Errorf("%d lines about the failing primary, want 1:\n%s", got, out)
+	}
+	if !strings.Contains(out, "replication recovered") || !strings.Contains(out, "failures=") {
+		t.Errorf("no recovery line with the count of failures:\n%s", out)
+	}
+}
+
+// A start tells its story once: "caught up" when the replica first holds the primary's tree, and nothing more
+// while it keeps up.
+func TestCaughtUpLoggedOnce(t *testing.T) {
+	t.Parallel()
+	p := newFakePrimary(t)
+	p.add(makeLeaves(t, "c", 0, 300)...)
+	var logs lockedBuffer
+	n := openNode(t, t.TempDir(), p, options{batch: 64, logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	n.run()
+	n.waitSize(t, p.snapshot())
+	for i := 0; i < 5; i++ { // a busy primary: small batches, each copied at once
+		p.add(makeLeaves(t, "c", 300+10*i, 10)...)
+		n.waitSize(t, p.snapshot())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := strings.Count(logs.String(), "caught up with the primary"); got != 1 {
+		t.Errorf("%d caught-up lines, want 1:\n%s", got, logs.String())
 	}
 }

@@ -41,8 +41,14 @@ func (a *adminStorage) begin(ctx context.Context, readonly bool) (*adminTX, erro
 		db = a.s.reader
 		opts = &sql.TxOptions{ReadOnly: true}
 	}
-	tx, err := db.BeginTx(ctx, opts)
+	// Not ctx itself, as for log transactions (logStorage.begin): a Commit after ctx ended must not fail with
+	// sql.ErrTxDone once the reads are done.
+	tx, err := db.BeginTx(context.WithoutCancel(ctx), opts)
 	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: begin admin transaction: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		_ = tx.Rollback()
 		return nil, fmt.Errorf("sqlitestore: begin admin transaction: %w", err)
 	}
 	return &adminTX{tx: tx, readonly: readonly}, nil

@@ -154,8 +154,16 @@ func (ls *logStorage) begin(ctx context.Context, t *trillian.Tree, readonly bool
 		opts = &sql.TxOptions{ReadOnly: true}
 		stmts = ls.s.readStmts
 	}
-	sqlTx, err := db.BeginTx(ctx, opts)
+	// Not ctx itself: database/sql rolls a transaction back the moment the context it began with is done, and
+	// Commit then fails with sql.ErrTxDone though every read succeeded (seen as a start failure when a batch of
+	// leaves was read right at its caller's timeout). Each statement still runs under ctx, and the caller's Close
+	// rolls back whatever was not committed.
+	sqlTx, err := db.BeginTx(context.WithoutCancel(ctx), opts)
 	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: begin log transaction: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		_ = sqlTx.Rollback()
 		return nil, fmt.Errorf("sqlitestore: begin log transaction: %w", err)
 	}
 	tx := &logTX{
@@ -757,6 +765,23 @@ func (t *logTX) LeafHashesByRange(ctx context.Context, start, count int64) ([][]
 		return nil, fmt.Errorf("sqlitestore: tree %d: %d integrated leaves from %d, want %d", t.treeID, len(ret), start, count)
 	}
 	return ret, nil
+}
+
+// LeafHashesByRange reads, in a snapshot of tree, the Merkle leaf hashes of its integrated leaves [start,
+// start+count): fewer when the tree ends first, none when start is not below its size. It is what the engine reads
+// for proofs, which Trillian's storage interface has no call for (its providers read whole leaves or tiles).
+func (s *Store) LeafHashesByRange(ctx context.Context, t *trillian.Tree, start, count int64) ([][]byte, error) {
+	tx, err := s.logStorage.begin(ctx, t, true)
+	if tx != nil {
+		defer func() { _ = tx.Close() }()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if start >= 0 && start >= int64(tx.root.TreeSize) {
+		return nil, nil
+	}
+	return tx.LeafHashesByRange(ctx, start, count)
 }
 
 func scanSequencedLeaf(r rowScanner) (*trillian.LogLeaf, error) {

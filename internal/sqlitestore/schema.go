@@ -142,7 +142,7 @@ var migrations = [][]string{
 
 // ensureSchema creates or upgrades the schema in one transaction, and refuses
 // files that are not sigsumd stores or that a newer binary has written.
-func ensureSchema(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+func ensureSchema(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: begin schema transaction: %w", err)
@@ -170,7 +170,7 @@ func ensureSchema(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	start := time.Now()
 	if version > 0 {
 		// An upgrade rewrites tables of a large store (v3: every leaf, some seconds a million): say why a start waits.
-		log.Info("sqlitestore: upgrading the store's schema", "from", version, "to", schemaVersion)
+		logger.Info("sqlitestore: upgrading the store's schema", "from", version, "to", schemaVersion)
 	}
 	for v := version; v < schemaVersion; v++ {
 		for _, stmt := range migrations[v] {
@@ -189,7 +189,7 @@ func ensureSchema(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 		return fmt.Errorf("sqlitestore: committing schema: %w", err)
 	}
 	if version > 0 {
-		log.Info("sqlitestore: schema upgraded", "to", schemaVersion, "took", time.Since(start).Round(time.Millisecond))
+		logger.Info("sqlitestore: schema upgraded", "to", schemaVersion, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }

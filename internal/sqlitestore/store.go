@@ -96,7 +96,7 @@ type Config struct {
 // interfaces; all of them share the store's connections. Close it when done.
 type Store struct {
 	path   string
-	log    *slog.Logger
+	logger *slog.Logger
 	writer *sql.DB // exactly one connection: all writes are serialised here
 	reader *sql.DB // read-only pool for snapshots
 	// writeStmts (the queue's) and readStmts (those of read-only transactions) are prepared once, keyed by their
@@ -164,7 +164,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, log: logger, lock: lock, closed: make(chan struct{})}
+	s := &Store{path: path, logger: logger, lock: lock, closed: make(chan struct{})}
 	fail := func(err error) (*Store, error) {
 		s.closeDBs()
 		if lerr := s.lock.Release(); lerr != nil {
@@ -202,7 +202,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := checkJournalMode(ctx, s.writer); err != nil {
 		return fail(err)
 	}
-	if err := ensureSchema(ctx, s.writer, s.log); err != nil {
+	if err := ensureSchema(ctx, s.writer, s.logger); err != nil {
 		return fail(err)
 	}
 
@@ -309,7 +309,7 @@ func (s *Store) Close() error {
 		// A truncating checkpoint leaves a compact main file behind. It is an
 		// optimisation only: the WAL is durable either way.
 		if _, err := s.writer.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
-			s.log.Warn("sqlitestore: checkpoint on close failed", "path", s.path, "err", err)
+			s.logger.Warn("sqlitestore: checkpoint on close failed", "path", s.path, "err", err)
 		}
 		errs = append(errs, s.closeDBs())
 		errs = append(errs, s.lock.Release())

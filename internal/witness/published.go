@@ -54,7 +54,9 @@ func VerifyCosignatures(logKey sigsum.PublicKey, th *sigsum.TreeHead, witnesses 
 	origin := sigsum.Origin(logKey)
 	byHash := make(map[sigsum.Hash]sigsum.PublicKey, len(witnesses))
 	for _, w := range witnesses {
-		byHash[w.Key.KeyHash()] = w.Key
+		if w.MLDSA == nil { // a Sigsum v1 tree head carries Ed25519 cosignatures only
+			byHash[w.KeyHash()] = w.Key
+		}
 	}
 	var out []sigsum.Cosignature
 	seen := make(map[sigsum.Hash]bool)

@@ -2,6 +2,7 @@ package witness
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -19,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
+	"github.com/sigsumd/sigsumd/internal/metrics"
 	"github.com/sigsumd/sigsumd/internal/witness/witnesstest"
 	"github.com/sigsumd/sigsumd/pkg/policy"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
@@ -63,6 +66,8 @@ type witnessOpts struct {
 	stateFile string
 	logs      []sigsum.PublicKey
 	prefix    string
+	// mldsa, if set, makes the witness cosign with ML-DSA-44 too, and the policy name its ML-DSA key.
+	mldsa *mldsa44.PrivateKey
 }
 
 func startWitness(t *testing.T, name string, seed byte, l *witnesstest.Log, o witnessOpts) *testWitness {
@@ -72,7 +77,7 @@ func startWitness(t *testing.T, name string, seed byte, l *witnesstest.Log, o wi
 	if logs == nil {
 		logs = []sigsum.PublicKey{l.Public()}
 	}
-	w, err := witnesstest.New(witnesstest.Config{Name: name, Signer: s, StateFile: o.stateFile, Logs: logs, Now: o.now})
+	w, err := witnesstest.New(witnesstest.Config{Name: name, Signer: s, StateFile: o.stateFile, Logs: logs, Now: o.now, MLDSA: o.mldsa})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +95,9 @@ func startWitness(t *testing.T, name string, seed byte, l *witnesstest.Log, o wi
 	srv.Start()
 	t.Cleanup(srv.Close)
 	tw.pw = policy.Witness{Name: name, Key: s.Public(), URL: srv.URL + o.prefix}
+	if o.mldsa != nil {
+		tw.pw.Key, tw.pw.MLDSA = sigsum.PublicKey{}, mldsaPublic(o.mldsa)
+	}
 	return tw
 }
 
@@ -104,7 +112,9 @@ func serve(t *testing.T, name string, key sigsum.PublicKey, h http.HandlerFunc) 
 type collectorOpts struct {
 	stateFile string
 	timeout   time.Duration
-	proofs    func(ctx context.Context, oldSize, newSize uint64) (sigsum.ConsistencyProof, error)
+	// minInterval is Config.MinInterval; zero here means no limit (most tests send rounds back to back).
+	minInterval time.Duration
+	proofs      func(ctx context.Context, oldSize, newSize uint64) (sigsum.ConsistencyProof, error)
 }
 
 func newCollector(t *testing.T, l *witnesstest.Log, ws []policy.Witness, o collectorOpts) (*Collector, *logBuffer) {
@@ -114,31 +124,43 @@ func newCollector(t *testing.T, l *witnesstest.Log, ws []policy.Witness, o colle
 		o.proofs = l.Proof
 	}
 	c, err := New(Config{
-		Witnesses: ws,
-		LogKey:    l.Public(),
-		Proofs:    o.proofs,
-		StateFile: o.stateFile,
-		Timeout:   o.timeout,
-		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+		Witnesses:   ws,
+		LogKey:      l.Public(),
+		Proofs:      o.proofs,
+		StateFile:   o.stateFile,
+		Timeout:     o.timeout,
+		MinInterval: cmp.Or(o.minInterval, -1),
+		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() }) // before the test's temporary directories go
 	return c, logs
 }
 
-// wantCosigs checks that cs holds exactly one valid cosignature of sth by each of ws.
-func wantCosigs(t *testing.T, l *witnesstest.Log, sth sigsum.SignedTreeHead, cs []sigsum.Cosignature, ws ...*testWitness) {
+// wantCosigs checks that cs holds exactly one valid cosignature of sth by each of ws, each with the note line the
+// witness signed under its own name.
+func wantCosigs(t *testing.T, l *witnesstest.Log, sth sigsum.SignedTreeHead, cosigned []Cosigned, ws ...*testWitness) {
 	t.Helper()
-	if len(cs) != len(ws) {
-		t.Fatalf("got %d cosignatures, want %d", len(cs), len(ws))
+	if len(cosigned) != len(ws) {
+		t.Fatalf("got %d cosignatures, want %d", len(cosigned), len(ws))
 	}
+	cs := Cosignatures(cosigned)
 	pws := make([]policy.Witness, len(ws))
+	byHash := make(map[sigsum.Hash]*testWitness)
 	for i, w := range ws {
 		pws[i] = w.pw
+		byHash[w.pw.Key.KeyHash()] = w
 	}
 	if got := VerifyCosignatures(l.Public(), &sth.TreeHead, pws, cs); len(got) != len(ws) {
 		t.Fatalf("%d of %d cosignatures verify", len(got), len(cs))
+	}
+	for _, c := range cosigned {
+		w := byHash[c.KeyHash]
+		if want := sigsum.CosignatureLine(w.Name(), w.pw.Key, &c.Cosignature); !bytes.Equal(c.NoteLine, want) {
+			t.Errorf("note line %q, want the witness's own %q", c.NoteLine, want)
+		}
 	}
 	for i := 1; i < len(cs); i++ {
 		if bytes.Compare(cs[i-1].KeyHash[:], cs[i].KeyHash[:]) > 0 {
@@ -172,6 +194,31 @@ func TestGrowingHeads(t *testing.T) {
 		}
 		if n := w.conns.Load(); n != 1 {
 			t.Errorf("%s: %d connections, want 1 (keep-alive)", w.Name(), n)
+		}
+	}
+	if s := logs.String(); s != "" {
+		t.Errorf("unexpected log lines:\n%s", s)
+	}
+}
+
+// TestPolicyNamesAreLocal: a trust policy names witnesses as it likes (the reference server's tests call them
+// "wit1"); the cosignature is found by the witness key, and the line kept is the one the witness signed under
+// its own name.
+func TestPolicyNamesAreLocal(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	a := startWitness(t, "witness.example.org/w1", 12, l, witnessOpts{})
+	b := startWitness(t, "b.example/w", 13, l, witnessOpts{})
+	a.pw.Name = "wit1"
+	b.pw.Name = "b.example/w" // the same name as the witness's own: still fine
+	c, logs := newCollector(t, l, []policy.Witness{a.pw, b.pw}, collectorOpts{})
+	l.Append(3)
+	sth := l.Head()
+	cs := c.Cosign(t.Context(), sth)
+	wantCosigs(t, l, sth, cs, a, b)
+	for _, cs := range cs {
+		if bytes.Contains(cs.NoteLine, []byte("wit1")) {
+			t.Errorf("note line %q carries the policy's local name", cs.NoteLine)
 		}
 	}
 	if s := logs.String(); s != "" {
@@ -399,11 +446,13 @@ func TestBadCosignatures(t *testing.T) {
 			other := signer(t, 31)
 			c := cosign(other, sth.TreeHead, now)
 			return sigsum.CosignatureLine("w", other.Public(), &c)
-		}, "no cosignature line"},
-		{"other name", func() []byte {
+		}, "no Ed25519 cosignature line"},
+		{"key id of another name", func() []byte {
+			// The line says "w" but its key id is the one for the name "not-w": not a line by this key.
 			c := cosign(ws, sth.TreeHead, now)
-			return sigsum.CosignatureLine("not-w", ws.Public(), &c)
-		}, "no cosignature line"},
+			line := sigsum.CosignatureLine("not-w", ws.Public(), &c)
+			return bytes.Replace(line, []byte(" not-w "), []byte(" w "), 1)
+		}, "no Ed25519 cosignature line"},
 		{"future timestamp", func() []byte {
 			c := cosign(ws, sth.TreeHead, now.Add(time.Hour))
 			return sigsum.CosignatureLine("w", ws.Public(), &c)
@@ -531,6 +580,43 @@ func TestHungWitness(t *testing.T) {
 	}
 }
 
+// A round returns once its quorum is met and leaves a hung witness's request running, bounded by the timeout; Close
+// ends it at once, saves what the witnesses answered, and later rounds send nothing.
+func TestCloseEndsRequestsInFlight(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	l.Append(3)
+	hung := serve(t, "hung", signer(t, 40).Public(), func(rw http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // the server notices the client hanging up only once the body is read
+		<-r.Context().Done()
+	})
+	good := startWitness(t, "good", 42, l, witnessOpts{})
+	state := filepath.Join(t.TempDir(), "state")
+	c, _ := newCollector(t, l, []policy.Witness{hung, good.pw}, collectorOpts{stateFile: state, timeout: time.Minute})
+	one := func(cosigners map[sigsum.Hash]bool) bool { return cosigners[good.pw.Key.KeyHash()] }
+	wantCosigs(t, l, l.Head(), c.CosignUntil(t.Context(), l.Head(), one, 10*time.Millisecond), good)
+
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Close took %v with a hung request in flight", d)
+	}
+	data, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%s=3\n", good.pw.Key.KeyHash()); string(data) != want {
+		t.Errorf("state file after Close %q, want %q", data, want)
+	}
+	l.Append(1)
+	before := good.Requests()
+	if cs := c.Cosign(t.Context(), l.Head()); len(cs) != 0 || good.Requests() != before {
+		t.Errorf("a closed collector sent a round: %d cosignatures, %d requests", len(cs), good.Requests()-before)
+	}
+}
+
 func TestCancelledContext(t *testing.T) {
 	t.Parallel()
 	l := witnesstest.NewLog(1)
@@ -614,4 +700,259 @@ func TestConcurrentCosign(t *testing.T) {
 	wg.Wait()
 	// Whatever the interleaving, a final round converges.
 	wantCosigs(t, l, l.Head(), c.Cosign(t.Context(), l.Head()), a, b)
+}
+
+// A collector that replaces another (a policy reload) shares its witnesses' state: it does not read the file the
+// old one may be writing, and a round the old one finishes afterwards is not lost.
+func TestReplacingCollectorSharesState(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	a := startWitness(t, "a", 14, l, witnessOpts{})
+	file := filepath.Join(t.TempDir(), "state")
+	c1, _ := newCollector(t, l, []policy.Witness{a.pw}, collectorOpts{stateFile: file})
+	l.Append(3)
+	wantCosigs(t, l, l.Head(), c1.Cosign(t.Context(), l.Head()), a)
+	if err := os.Remove(file); err != nil { // the new collector must not need it
+		t.Fatal(err)
+	}
+	c2, err := New(Config{Witnesses: []policy.Witness{a.pw}, LogKey: l.Public(), Proofs: l.Proof, StateFile: file,
+		Logger: slog.New(slog.DiscardHandler), Previous: c1, MinInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := a.pw.Key.KeyHash()
+	if got := c2.Size(kh); got != 3 {
+		t.Fatalf("the replacing collector knows size %d, want 3", got)
+	}
+	l.Append(2) // the old collector's round still in flight
+	wantCosigs(t, l, l.Head(), c1.Cosign(t.Context(), l.Head()), a)
+	if got := c2.Size(kh); got != 5 {
+		t.Fatalf("after the old collector's last round the new one knows size %d, want 5", got)
+	}
+	l.Append(1)
+	wantCosigs(t, l, l.Head(), c2.Cosign(t.Context(), l.Head()), a)
+	if a.Requests() != 3 {
+		t.Errorf("%d requests, want 3: no 409 round after the reload", a.Requests())
+	}
+}
+
+// A witness restarted with less than it had (its state lost: it holds nothing for this log now) answers 409 with
+// its lower size; the collector re-sends from there, once, and is cosigned.
+func TestWitnessRestartedLower(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	state := filepath.Join(t.TempDir(), "state")
+	a := startWitness(t, "a", 15, l, witnessOpts{stateFile: filepath.Join(t.TempDir(), "witness-state")})
+	c, _ := newCollector(t, l, []policy.Witness{a.pw}, collectorOpts{stateFile: state})
+	l.Append(5)
+	wantCosigs(t, l, l.Head(), c.Cosign(t.Context(), l.Head()), a)
+
+	// The same witness key, restarted without its state (at the same address, as far as the policy knows).
+	b := startWitness(t, "a", 15, l, witnessOpts{stateFile: filepath.Join(t.TempDir(), "fresh-state")})
+	c2, logs := newCollector(t, l, []policy.Witness{b.pw}, collectorOpts{stateFile: state})
+	if got := c2.Size(b.pw.Key.KeyHash()); got != 5 {
+		t.Fatalf("the collector believes the witness holds %d, want 5", got)
+	}
+	l.Append(3)
+	wantCosigs(t, l, l.Head(), c2.Cosign(t.Context(), l.Head()), b)
+	if b.Requests() != 2 {
+		t.Errorf("%d requests, want 2 (409 with size 0, then from 0)", b.Requests())
+	}
+	if s := logs.String(); s != "" {
+		t.Errorf("a recovered 409 should not be logged:\n%s", s)
+	}
+}
+
+// Per witness, the collector keeps the last cosigned size and time, the last error and the requests sent, and
+// exports them as metrics.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	good := startWitness(t, "good", 16, l, witnessOpts{})
+	bad := serve(t, "bad", signer(t, 17).Public(), func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		http.Error(w, "unknown log", http.StatusForbidden)
+	})
+	m := metrics.New("test")
+	c, err := New(Config{Witnesses: []policy.Witness{good.pw, bad}, LogKey: l.Public(), Proofs: l.Proof,
+		Logger: slog.New(slog.DiscardHandler), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(4)
+	c.Cosign(t.Context(), l.Head())
+	st := c.Status()
+	if len(st) != 2 || st[0].Name != "good" || st[0].CosignedSize != 4 || st[0].CosignedAt.IsZero() || st[0].LastError != "" ||
+		st[0].Requests != 1 {
+		t.Errorf("good witness: %+v", st[0])
+	}
+	if st[1].Name != "bad" || st[1].CosignedSize != 0 || !strings.Contains(st[1].LastError, "403") || st[1].ErrorAt.IsZero() {
+		t.Errorf("bad witness: %+v", st[1])
+	}
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mm := range f.GetMetric() {
+			for _, lp := range mm.GetLabel() {
+				if lp.GetName() == "witness" {
+					got[f.GetName()+"/"+lp.GetValue()] = mm.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	for k, want := range map[string]float64{"sigsumd_witness_cosigned_size/good": 4, "sigsumd_witness_up/good": 1, "sigsumd_witness_up/bad": 0} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+}
+
+// A witness is asked at most once every MinInterval, and never while its last request is still out, whatever the
+// rounds: witness capacity is the ecosystem's scarcest resource. The pace is the shared state's, across reloads.
+func TestMinInterval(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	a := startWitness(t, "a", 10, l, witnessOpts{now: clock})
+	c, err := New(Config{Witnesses: []policy.Witness{a.pw}, LogKey: l.Public(), Proofs: l.Proof, Now: clock,
+		MinInterval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, step := range []struct {
+		after    time.Duration
+		requests int
+	}{
+		{0, 1},                // the first round asks
+		{10 * time.Second, 1}, // too soon: skipped
+		{50 * time.Second, 2}, // a minute after the first: asked
+		{59 * time.Second, 2},
+		{time.Second, 3},
+	} {
+		advance(step.after)
+		l.Append(1)
+		c.Cosign(t.Context(), l.Head())
+		if got := a.Requests(); got != step.requests {
+			t.Fatalf("after %v more: %d requests, want %d", step.after, got, step.requests)
+		}
+	}
+
+	// A hung witness is not asked again while its request is out, however long ago it was sent.
+	release := make(chan struct{})
+	var count atomic.Int32
+	hung := serve(t, "hung", signer(t, 40).Public(), func(rw http.ResponseWriter, r *http.Request) {
+		count.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	h, err := New(Config{Witnesses: []policy.Witness{hung}, LogKey: l.Public(), Proofs: l.Proof, Now: clock,
+		MinInterval: time.Millisecond, Timeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	round := func() { // returns when its context ends; the request stays out
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		h.Cosign(ctx, l.Head())
+	}
+	for range 4 {
+		round()
+		advance(time.Second)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := count.Load(); n != 1 {
+		t.Errorf("a hung witness got %d requests, want 1 while it is out", n)
+	}
+	close(release)
+	h.Close()
+}
+
+func mldsaKey(seed byte) *mldsa44.PrivateKey {
+	var s [mldsa44.SeedSize]byte
+	s[0] = seed
+	_, sk := mldsa44.NewKeyFromSeed(&s)
+	return sk
+}
+
+func mldsaPublic(sk *mldsa44.PrivateKey) []byte {
+	b, _ := sk.Public().(*mldsa44.PublicKey).MarshalBinary()
+	return b
+}
+
+// A witness named in the policy by its ML-DSA-44 key: its subtree/v1 cosignature (C2SP tlog-cosignature) is found
+// by that key among the lines it returns, verified, counted (by the SHA-256 of the key), and kept with its note line
+// for the checkpoint, but not among the Ed25519 cosignatures a Sigsum v1 tree head carries. Another ML-DSA key, or
+// a line that does not verify, gives none.
+func TestMLDSACosignature(t *testing.T) {
+	t.Parallel()
+	l := witnesstest.NewLog(1)
+	l.Append(3)
+	pq := startWitness(t, "pq.example/witness", 60, l, witnessOpts{mldsa: mldsaKey(1)})
+	c, logs := newCollector(t, l, []policy.Witness{pq.pw}, collectorOpts{})
+	for round := range 2 {
+		cs := c.Cosign(t.Context(), l.Head())
+		if len(cs) != 1 || !cs[0].PostQuantum || cs[0].KeyHash != sigsum.HashBytes(pq.pw.MLDSA) {
+			t.Fatalf("round %d: %+v\n%s", round, cs, logs)
+		}
+		head := l.Head()
+		mc, err := sigsum.ParseMLDSAWitnessCosignature(cs[0].NoteLine, pq.pw.MLDSA)
+		if err != nil || mc.Name != "pq.example/witness" || !mc.Verify(pq.pw.MLDSA, sigsum.Origin(l.Public()), &head.TreeHead) {
+			t.Fatalf("round %d: note line %q: %v", round, cs[0].NoteLine, err)
+		}
+		if v1 := Cosignatures(cs); len(v1) != 0 {
+			t.Errorf("round %d: an ML-DSA cosignature among the v1 ones: %+v", round, v1)
+		}
+		l.Append(2)
+	}
+
+	other := pq.pw
+	other.MLDSA = mldsaPublic(mldsaKey(2))
+	c2, logs2 := newCollector(t, l, []policy.Witness{other}, collectorOpts{})
+	if cs := c2.Cosign(t.Context(), l.Head()); len(cs) != 0 {
+		t.Errorf("cosignatures for another ML-DSA key: %+v", cs)
+	}
+	if !strings.Contains(logs2.String(), "no ML-DSA-44 cosignature line") {
+		t.Errorf("log: %s", logs2)
+	}
+	// A line whose signature was altered.
+	forged := serve(t, "forged", sigsum.PublicKey{}, func(rw http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		pq.ServeHTTP(rec, r)
+		body := rec.Body.String()
+		for k, v := range rec.Header() {
+			rw.Header()[k] = v
+		}
+		if rec.Code != http.StatusOK { // a 409 with the witness's size: as it is
+			rw.WriteHeader(rec.Code)
+			io.WriteString(rw, body)
+			return
+		}
+		lines := strings.SplitAfter(body, "\n")
+		last := lines[len(lines)-2] // the ML-DSA line; the body ends in a newline
+		i := len(last) - 10
+		flip := "A"
+		if last[i] == 'A' {
+			flip = "B"
+		}
+		rw.WriteHeader(rec.Code)
+		io.WriteString(rw, strings.Replace(body, last, last[:i]+flip+last[i+1:], 1))
+	})
+	forged.MLDSA, forged.Key = pq.pw.MLDSA, sigsum.PublicKey{}
+	c3, logs3 := newCollector(t, l, []policy.Witness{forged}, collectorOpts{})
+	l.Append(1)
+	if cs := c3.Cosign(t.Context(), l.Head()); len(cs) != 0 {
+		t.Errorf("a forged ML-DSA cosignature was accepted: %+v", cs)
+	}
+	if !strings.Contains(logs3.String(), "ML-DSA-44 cosignature does not verify") {
+		t.Errorf("log: %s", logs3)
+	}
 }

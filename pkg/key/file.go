@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -21,10 +22,43 @@ const (
 // maxKeyFileSize bounds how much of a key file is read; real key files are well under 1 KiB.
 const maxKeyFileSize = 64 << 10
 
-// ReadPrivateKeyFile reads and parses an OpenSSH Ed25519 private key file (see ParsePrivateKey).
+// ErrUnprotectedKey is wrapped by UnprotectedKeyError.
+var ErrUnprotectedKey = errors.New("UNPROTECTED PRIVATE KEY FILE")
+
+// unprotectedBits are the mode bits a private key file must not have: any access by group or others, the rule
+// OpenSSH applies to the key files it reads.
+const unprotectedBits fs.FileMode = 0o077
+
+// UnprotectedKeyError is returned for a private key file that group or others may access. It wraps ErrUnprotectedKey.
+type UnprotectedKeyError struct {
+	Path string
+	Mode fs.FileMode // permission bits of the file
+}
+
+func (e *UnprotectedKeyError) Error() string {
+	return fmt.Sprintf("private key file %s has mode %04o, accessible by group or others (%v); fix: chmod 600 %s",
+		e.Path, e.Mode.Perm(), ErrUnprotectedKey, e.Path)
+}
+
+func (e *UnprotectedKeyError) Unwrap() error { return ErrUnprotectedKey }
+
+// checkPrivateKeyMode refuses a private key file whose mode lets group or others access it. File modes do not
+// describe access on Windows, so nothing is checked there.
+func checkPrivateKeyMode(path string, mode fs.FileMode) error {
+	if runtime.GOOS == "windows" || mode.Perm()&unprotectedBits == 0 {
+		return nil
+	}
+	return &UnprotectedKeyError{Path: path, Mode: mode.Perm()}
+}
+
+// ReadPrivateKeyFile reads and parses an OpenSSH Ed25519 private key file (see ParsePrivateKey). A file that
+// group or others may access is refused with an UnprotectedKeyError, as OpenSSH does.
 func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
-	data, err := readKeyFile(path)
+	data, mode, err := readKeyFile(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivateKeyMode(path, mode); err != nil {
 		return nil, err
 	}
 	priv, err := ParsePrivateKey(data)
@@ -36,7 +70,7 @@ func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 
 // ReadPublicKeyFile reads and parses a public key file (see ParsePublicKey).
 func ReadPublicKeyFile(path string) (sigsum.PublicKey, error) {
-	data, err := readKeyFile(path)
+	data, _, err := readKeyFile(path)
 	if err != nil {
 		return sigsum.PublicKey{}, err
 	}
@@ -47,21 +81,26 @@ func ReadPublicKeyFile(path string) (sigsum.PublicKey, error) {
 	return pub, nil
 }
 
-// readKeyFile reads at most maxKeyFileSize bytes of path, failing on larger files.
-func readKeyFile(path string) ([]byte, error) {
+// readKeyFile reads at most maxKeyFileSize bytes of path, failing on larger files. It also returns the mode of
+// the opened file (of a symbolic link's target).
+func readKeyFile(path string) ([]byte, fs.FileMode, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read key file: %w", err)
+		return nil, 0, fmt.Errorf("read key file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("read key file %s: %w", path, err)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read key file %s: %w", path, err)
+		return nil, 0, fmt.Errorf("read key file %s: %w", path, err)
 	}
 	if len(data) > maxKeyFileSize {
-		return nil, fmt.Errorf("read key file %s: larger than %d bytes, not a key file", path, maxKeyFileSize)
+		return nil, 0, fmt.Errorf("read key file %s: larger than %d bytes, not a key file", path, maxKeyFileSize)
 	}
-	return data, nil
+	return data, fi.Mode(), nil
 }
 
 // WritePrivateKeyFile writes priv to path as an OpenSSH private key file with mode 0600. The file is written

@@ -34,15 +34,18 @@ func NewFileSigner(priv ed25519.PrivateKey) (*FileSigner, error) {
 func (*FileSigner) Close() error { return nil }
 
 // LoadSigner returns the signer named by the key file at path (PROTOCOL.md §7): an OpenSSH private key file gives
-// a FileSigner; a public key file gives an AgentSigner for that key through the ssh-agent at agentSocket
-// ($SSH_AUTH_SOCK when empty), with DefaultAgentTimeout. ctx bounds connecting to the agent. The caller must
-// Close the returned signer.
+// a FileSigner (refused with an UnprotectedKeyError if group or others may access the file); a public key file
+// gives an AgentSigner for that key through the ssh-agent at agentSocket ($SSH_AUTH_SOCK when empty), with
+// DefaultAgentTimeout. ctx bounds connecting to the agent. The caller must Close the returned signer.
 func LoadSigner(ctx context.Context, path string, agentSocket string) (Signer, error) {
-	data, err := readKeyFile(path)
+	data, mode, err := readKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load signer: %w", err)
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN ")) {
+		if err := checkPrivateKeyMode(path, mode); err != nil {
+			return nil, err
+		}
 		priv, err := ParsePrivateKey(data)
 		if err != nil {
 			return nil, fmt.Errorf("load signer from %s: %w", path, err)

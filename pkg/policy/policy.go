@@ -16,6 +16,7 @@ package policy
 
 import (
 	"bufio"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -49,10 +50,22 @@ type Log struct {
 
 // Witness is a witness the policy names.
 type Witness struct {
-	// Name is the witness's name in the policy; it is also the key name on its cosignature note lines.
+	// Name is the witness's name in the policy; local to the policy file (the witness signs under its own).
 	Name string
-	Key  sigsum.PublicKey
-	URL  string // may be empty: the witness is known but not contacted
+	// Key is an Ed25519 witness's key (zero for an ML-DSA-44 witness).
+	Key sigsum.PublicKey
+	// MLDSA is an ML-DSA-44 witness's 1312-byte public key (C2SP tlog-cosignature subtree/v1), written in the
+	// policy as 2624 hex digits; nil for an Ed25519 witness.
+	MLDSA []byte
+	URL   string // may be empty: the witness is known but not contacted
+}
+
+// KeyHash is the witness's key hash, SHA-256 of its public key, by which its cosignatures count.
+func (w *Witness) KeyHash() sigsum.Hash {
+	if w.MLDSA != nil {
+		return sigsum.HashBytes(w.MLDSA)
+	}
+	return w.Key.KeyHash()
 }
 
 // Policy is a parsed trust policy. It is immutable and safe for concurrent use.
@@ -90,7 +103,7 @@ func (p *Policy) Quorum() string {
 // WitnessByKeyHash returns the witness whose key hashes to h.
 func (p *Policy) WitnessByKeyHash(h sigsum.Hash) (Witness, bool) {
 	for _, w := range p.witnesses {
-		if w.Key.KeyHash() == h {
+		if w.KeyHash() == h {
 			return w, true
 		}
 	}
@@ -108,7 +121,7 @@ func (p *Policy) Satisfied(cosigners map[sigsum.Hash]bool) bool {
 	for i := range ok {
 		e := &p.entities[i]
 		if e.witness >= 0 {
-			ok[i] = cosigners[p.witnesses[e.witness].Key.KeyHash()]
+			ok[i] = cosigners[p.witnesses[e.witness].KeyHash()]
 			continue
 		}
 		n := 0
@@ -240,11 +253,26 @@ func (p *Policy) parseWitness(args []string, keys map[sigsum.PublicKey]int, line
 	if err := p.checkNewName(name); err != nil {
 		return fmt.Errorf("witness: %w", err)
 	}
-	k, err := parseKey(args[1], keys, line)
-	if err != nil {
-		return fmt.Errorf("witness %s: %w", name, err)
+	var w Witness
+	if len(args[1]) == 2*sigsum.MLDSA44PublicKeySize {
+		key, err := hex.DecodeString(args[1])
+		if err != nil {
+			return fmt.Errorf("witness %s: ML-DSA-44 public key: not hex", name)
+		}
+		var h sigsum.PublicKey = sigsum.PublicKey(sigsum.HashBytes(key)) // its key hash stands for it in keys
+		if prev, dup := keys[h]; dup {
+			return fmt.Errorf("witness %s: public key already used on line %d", name, prev)
+		}
+		keys[h] = line
+		w = Witness{Name: name, MLDSA: key}
+	} else {
+		k, err := parseKey(args[1], keys, line)
+		if err != nil {
+			return fmt.Errorf("witness %s: %w", name, err)
+		}
+		w = Witness{Name: name, Key: k}
 	}
-	w := Witness{Name: name, Key: k}
+	var err error
 	if len(args) == 3 {
 		if w.URL, err = parseURL(args[2]); err != nil {
 			return fmt.Errorf("witness %s: %w", name, err)

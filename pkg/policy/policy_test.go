@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -45,12 +47,13 @@ quorum g2
 		t.Errorf("logs = %+v", logs)
 	}
 	ws := p.Witnesses()
-	want := []Witness{{"w1", key(3), "https://w1.example"}, {"w2", key(4), ""}, {"w3", key(5), "http://127.0.0.1:8080/x#frag"}}
+	want := []Witness{{Name: "w1", Key: key(3), URL: "https://w1.example"}, {Name: "w2", Key: key(4)},
+		{Name: "w3", Key: key(5), URL: "http://127.0.0.1:8080/x#frag"}}
 	if len(ws) != len(want) {
 		t.Fatalf("witnesses = %+v", ws)
 	}
 	for i := range want {
-		if ws[i] != want[i] {
+		if !reflect.DeepEqual(ws[i], want[i]) {
 			t.Errorf("witness %d = %+v, want %+v", i, ws[i], want[i])
 		}
 	}
@@ -274,5 +277,35 @@ func TestParseFile(t *testing.T) {
 	}
 	if _, err := ParseFile(big); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("big file: %v", err)
+	}
+}
+
+// An ML-DSA-44 witness is written with its 1312-byte key in hex; it counts by the SHA-256 of that key, and one key
+// used twice is refused as an Ed25519 one is.
+func TestMLDSAWitness(t *testing.T) {
+	t.Parallel()
+	mk := func(b byte) string { return strings.Repeat(fmt.Sprintf("%02x", b), sigsum.MLDSA44PublicKeySize) }
+	p, err := Parse(strings.NewReader(fmt.Sprintf("log %s\nwitness pq %s https://pq.example\nwitness ed %s\ngroup g all pq ed\nquorum g\n",
+		key(1), mk(7), key(2))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := p.Witnesses()
+	pq := bytes.Repeat([]byte{7}, sigsum.MLDSA44PublicKeySize)
+	if len(ws) != 2 || !bytes.Equal(ws[0].MLDSA, pq) || ws[0].Key != (sigsum.PublicKey{}) || ws[0].KeyHash() != sigsum.HashBytes(pq) ||
+		ws[1].MLDSA != nil || ws[1].KeyHash() != key(2).KeyHash() {
+		t.Fatalf("witnesses = %+v", ws)
+	}
+	if !p.Satisfied(map[sigsum.Hash]bool{sigsum.HashBytes(pq): true, key(2).KeyHash(): true}) ||
+		p.Satisfied(map[sigsum.Hash]bool{key(2).KeyHash(): true}) {
+		t.Error("the ML-DSA witness does not count by its key hash")
+	}
+	for name, text := range map[string]string{
+		"twice":   fmt.Sprintf("log %s\nwitness a %s\nwitness b %s\nquorum a\n", key(1), mk(7), mk(7)),
+		"not hex": fmt.Sprintf("log %s\nwitness a %s\nquorum a\n", key(1), "zz"+mk(7)[2:]),
+	} {
+		if _, err := Parse(strings.NewReader(text)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

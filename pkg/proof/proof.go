@@ -354,7 +354,7 @@ func VerifyCosignatures(logKey sigsum.PublicKey, pol *policy.Policy, cth *sigsum
 	for i := range cth.Cosignatures {
 		c := &cth.Cosignatures[i]
 		w, ok := pol.WitnessByKeyHash(c.KeyHash)
-		if !ok {
+		if !ok || w.MLDSA != nil { // a v1 tree head's cosignatures are Ed25519; ML-DSA ones are the checkpoint's
 			continue
 		}
 		if c.Verify(w.Key, origin, &cth.TreeHead) {

@@ -142,6 +142,10 @@ func TestRoundTrips(t *testing.T) {
 	if got.Cosignatures[0].KeyHash != (Hash{1}) {
 		t.Error("SortCosignatures does not order by key hash")
 	}
+	dup := CosignedTreeHead{SignedTreeHead: sth, Cosignatures: []Cosignature{{KeyHash: Hash{9}}, {KeyHash: Hash{1}}, {KeyHash: Hash{9}, Timestamp: 1}}}
+	if _, err := ParseCosignedTreeHead(dup.MarshalASCII()); err == nil || !strings.Contains(err.Error(), "two cosignatures") {
+		t.Errorf("two cosignatures by one witness key hash: %v", err)
+	}
 	ip := InclusionProof{LeafIndex: 3, Path: []Hash{{1}, {2}}}
 	if got, err := ParseInclusionProof(ip.MarshalASCII()); err != nil || got.LeafIndex != 3 || len(got.Path) != 2 || got.Path[1] != (Hash{2}) {
 		t.Errorf("inclusion proof round trip: %v", err)
@@ -204,7 +208,7 @@ func TestParseNoteMalformed(t *testing.T) {
 			t.Errorf("add-checkpoint %s: accepted", c.name)
 		}
 	}
-	if _, err := ParseWitnessCosignature([]byte("— w AAAAAAAAAAAA\n"), "w", s.Public()); err == nil {
+	if _, _, err := ParseWitnessCosignature([]byte("— w AAAAAAAAAAAA\n"), s.Public()); err == nil {
 		t.Error("a response without the witness's key id was accepted")
 	}
 }
@@ -251,5 +255,65 @@ func TestProofVerifyRejects(t *testing.T) {
 	wrongOld := TreeHead{Size: 2, RootHash: leaves[0]}
 	if cp.Verify(&wrongOld, &th) == nil {
 		t.Error("inconsistent old root accepted")
+	}
+}
+
+// A proof that fails says why on one line, roots in hex (logs and promote print it).
+func TestProofErrorsAreOneLine(t *testing.T) {
+	t.Parallel()
+	older := TreeHead{Size: 2, RootHash: Hash{1}}
+	newer := TreeHead{Size: 3, RootHash: Hash{2}}
+	cp := ConsistencyProof{Path: []Hash{{3}, {4}}}
+	ip := InclusionProof{LeafIndex: 1, Path: []Hash{{5}, {6}}}
+	for _, err := range []error{cp.Verify(&older, &newer), ip.Verify(Hash{7}, &newer)} {
+		var pe *ProofError
+		if err == nil || !errors.As(err, &pe) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "[") {
+			t.Errorf("proof error %q: want one line without byte lists", err)
+		}
+	}
+	if err := (&ConsistencyProof{Path: []Hash{{3}}}).Verify(&older, &TreeHead{Size: 4, RootHash: Hash{2}}); err == nil ||
+		!strings.Contains(err.Error(), "calculated root ") {
+		t.Errorf("root mismatch: %v", err)
+	}
+}
+
+func TestExtends(t *testing.T) {
+	t.Parallel()
+	leaves := make([]Hash, 5)
+	for i := range leaves {
+		leaves[i] = HashBytes([]byte{byte(i)})
+	}
+	head := func(n int) TreeHead { return TreeHead{Size: uint64(n), RootHash: RootHash(leaves[:n])} }
+	errProof := errors.New("no proof today")
+	asked := 0
+	good := func() (ConsistencyProof, error) { asked++; return ConsistencyProof{}, errProof }
+	for _, tc := range []struct {
+		name         string
+		older, newer TreeHead
+		proof        func() (ConsistencyProof, error)
+		want         error // nil, ErrNotExtends or errProof
+		asks         int
+	}{
+		{"same head", head(3), head(3), good, nil, 0},
+		{"empty to any", head(0), head(4), good, nil, 0},
+		{"empty to empty", head(0), head(0), good, nil, 0},
+		{"two roots at one size", head(3), TreeHead{Size: 3, RootHash: Hash{1}}, good, ErrNotExtends, 0},
+		{"a wrong empty root", TreeHead{Size: 0, RootHash: Hash{1}}, head(2), good, ErrNotExtends, 0},
+		{"smaller", head(4), head(2), good, ErrNotExtends, 0},
+		{"the proof's own failure", head(2), head(4), good, errProof, 1},
+		{"a proof that does not verify", head(2), head(4), func() (ConsistencyProof, error) {
+			return ConsistencyProof{Path: []Hash{{1}}}, nil
+		}, ErrNotExtends, 0},
+	} {
+		asked = 0
+		err := Extends(tc.older, tc.newer, tc.proof)
+		switch {
+		case tc.want == nil && err != nil, tc.want != nil && !errors.Is(err, tc.want):
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		case asked != tc.asks:
+			t.Errorf("%s: asked for a proof %d times, want %d", tc.name, asked, tc.asks)
+		case err != nil && strings.Contains(err.Error(), "\n"):
+			t.Errorf("%s: error spans lines: %q", tc.name, err)
+		}
 	}
 }

@@ -147,12 +147,15 @@ func FuzzParseWitnessCosignature(f *testing.F) {
 	noteSeeds(f)
 	w := seedSigner(f, 3).Public()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, err := ParseWitnessCosignature(in, "witness.example.org", w)
+		c, name, err := ParseWitnessCosignature(in, w)
 		if err != nil {
 			return
 		}
-		line := CosignatureLine("witness.example.org", w, &c)
-		if back, err := ParseWitnessCosignature(line, "witness.example.org", w); err != nil || back != c {
+		line := CosignatureLine(name, w, &c)
+		if !bytes.Contains(in, line) {
+			t.Fatalf("cosignature line %q is not in the response %q", line, in)
+		}
+		if back, backName, err := ParseWitnessCosignature(line, w); err != nil || back != c || backName != name {
 			t.Fatalf("cosignature line %q does not round trip: %v", line, err)
 		}
 	})
@@ -162,5 +165,26 @@ func FuzzParseAddCheckpointRequest(f *testing.F) {
 	noteSeeds(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		roundTrip(t, in, ParseAddCheckpointRequest, (*AddCheckpointRequest).MarshalBinary)
+	})
+}
+
+func FuzzParseMLDSAWitnessCosignature(f *testing.F) {
+	noteSeeds(f)
+	key := bytes.Repeat([]byte{5}, MLDSA44PublicKeySize)
+	c := MLDSACosignature{Name: "pq.example/w", Timestamp: 1700000000, Signature: bytes.Repeat([]byte{1}, MLDSA44SignatureSize)}
+	f.Add(c.Line(key))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := ParseMLDSAWitnessCosignature(in, key)
+		if err != nil {
+			return
+		}
+		line := c.Line(key)
+		if !bytes.Contains(in, line) {
+			t.Fatalf("cosignature line %q is not in the response %q", line, in)
+		}
+		back, err := ParseMLDSAWitnessCosignature(line, key)
+		if err != nil || back.Name != c.Name || back.Timestamp != c.Timestamp || !bytes.Equal(back.Signature, c.Signature) {
+			t.Fatalf("cosignature line %q does not round trip: %v", line, err)
+		}
 	})
 }

@@ -41,8 +41,10 @@ func (l *Leaf) Verify(pub PublicKey) bool {
 }
 
 // MarshalBinary returns the 128-byte binary form: checksum ‖ signature ‖ key_hash.
-func (l *Leaf) MarshalBinary() []byte {
-	b := make([]byte, 0, LeafSize)
+func (l *Leaf) MarshalBinary() []byte { return l.AppendBinary(make([]byte, 0, LeafSize)) }
+
+// AppendBinary appends the 128-byte binary form to b.
+func (l *Leaf) AppendBinary(b []byte) []byte {
 	b = append(b, l.Checksum[:]...)
 	b = append(b, l.Signature[:]...)
 	return append(b, l.KeyHash[:]...)

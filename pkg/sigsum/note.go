@@ -108,32 +108,33 @@ func decodeBase64(s string) ([]byte, error) {
 	return base64.StdEncoding.Strict().DecodeString(s)
 }
 
-// ParseWitnessCosignature finds, among the note signature lines of a witness's add-checkpoint response, the line of
-// the witness called name with key witness, and returns its cosignature. It does not verify the signature.
-func ParseWitnessCosignature(body []byte, name string, witness PublicKey) (Cosignature, error) {
-	want := WitnessKeyID(name, witness)
+// ParseWitnessCosignature finds, among the note signature lines of a witness's add-checkpoint response, the line
+// signed with the witness key: the one whose key id is H(name-on-that-line ‖ 0x0A ‖ 0x04 ‖ key)[:4]. The name on
+// the line is the witness's own; a trust policy's name for the witness is local to the policy file and plays no
+// part. It returns the cosignature and the name the witness signed under (CosignatureLine(name, witness, &c)
+// rebuilds the line, byte for byte, for a checkpoint). It does not verify the signature.
+func ParseWitnessCosignature(body []byte, witness PublicKey) (c Cosignature, name string, err error) {
 	if len(body) == 0 || body[len(body)-1] != '\n' {
-		return Cosignature{}, syntaxErr("cosignature response does not end in a newline")
+		return Cosignature{}, "", syntaxErr("cosignature response does not end in a newline")
 	}
+	kh := witness.KeyHash()
 	for _, line := range strings.Split(string(body[:len(body)-1]), "\n") {
 		ns, err := ParseNoteSignature(line)
 		if err != nil {
-			return Cosignature{}, err
+			return Cosignature{}, "", err
 		}
-		if ns.Name != name || ns.KeyID != want {
+		// Other lines (other keys, other signature types such as ML-DSA) are not this one; skip them.
+		if ns.KeyID != WitnessKeyID(ns.Name, witness) || len(ns.Blob) != 8+SignatureSize {
 			continue
 		}
-		if len(ns.Blob) != 8+SignatureSize {
-			return Cosignature{}, syntaxErr("cosignature of %q has %d bytes, want %d", name, len(ns.Blob), 8+SignatureSize)
-		}
-		c := Cosignature{KeyHash: witness.KeyHash(), Timestamp: binary.BigEndian.Uint64(ns.Blob)}
+		c := Cosignature{KeyHash: kh, Timestamp: binary.BigEndian.Uint64(ns.Blob)}
 		if c.Timestamp > MaxInt {
-			return Cosignature{}, syntaxErr("cosignature time exceeds 2^63-1")
+			return Cosignature{}, "", syntaxErr("cosignature time exceeds 2^63-1")
 		}
 		copy(c.Signature[:], ns.Blob[8:])
-		return c, nil
+		return c, ns.Name, nil
 	}
-	return Cosignature{}, syntaxErr("no cosignature line for witness %q with key id %x", truncate(name), want)
+	return Cosignature{}, "", syntaxErr("no Ed25519 cosignature line signed with the witness key (key hash %x)", kh[:])
 }
 
 // ParseCheckpoint decodes a Sigsum checkpoint body: origin, size and base64 root, each ending in a newline.

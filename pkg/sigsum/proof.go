@@ -1,7 +1,9 @@
 package sigsum
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -31,9 +33,28 @@ func hashSlices(hs []Hash) [][]byte {
 func (p *InclusionProof) Verify(leafHash Hash, th *TreeHead) error {
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, p.LeafIndex, th.Size, leafHash[:], hashSlices(p.Path),
 		th.RootHash[:]); err != nil {
-		return fmt.Errorf("inclusion proof of leaf %d in tree of size %d: %w", p.LeafIndex, th.Size, err)
+		return &ProofError{fmt.Sprintf("inclusion proof of leaf %d in tree of size %d: %s", p.LeafIndex, th.Size, proofReason(err)), err}
 	}
 	return nil
+}
+
+// ProofError is a proof that does not verify. Its message is one line, with roots in hex; it wraps the verifier's
+// error (transparency-dev/merkle's, whose own message spans lines and prints roots as byte lists).
+type ProofError struct {
+	msg string
+	err error
+}
+
+func (e *ProofError) Error() string { return e.msg }
+func (e *ProofError) Unwrap() error { return e.err }
+
+// proofReason says in one line why a proof failed.
+func proofReason(err error) string {
+	var rm proof.RootMismatchError
+	if errors.As(err, &rm) {
+		return fmt.Sprintf("calculated root %x does not match the expected root %x", rm.CalculatedRoot, rm.ExpectedRoot)
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // Verify checks that the tree newer extends the tree older. Equal sizes need an empty proof and equal roots; an
@@ -41,7 +62,7 @@ func (p *InclusionProof) Verify(leafHash Hash, th *TreeHead) error {
 func (p *ConsistencyProof) Verify(older, newer *TreeHead) error {
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, older.Size, newer.Size, hashSlices(p.Path),
 		older.RootHash[:], newer.RootHash[:]); err != nil {
-		return fmt.Errorf("consistency proof from size %d to %d: %w", older.Size, newer.Size, err)
+		return &ProofError{fmt.Sprintf("consistency proof from size %d to %d: %s", older.Size, newer.Size, proofReason(err)), err}
 	}
 	return nil
 }
@@ -97,4 +118,36 @@ func RootHash(leafHashes []Hash) Hash {
 	}
 	root, _ := r.GetRootHash(nil)
 	return Hash(root)
+}
+
+// ErrNotExtends is wrapped by Extends' error when the newer tree does not extend the older one.
+var ErrNotExtends = errors.New("tree does not extend the older one")
+
+// Extends checks that the tree newer extends the tree older: the same root at the same size, the empty tree's root
+// at size 0, else the consistency proof that proof returns (asked for only then). An error wrapping ErrNotExtends
+// means the two trees disagree (one line, roots in hex); any other error is proof's own. It is the one check of
+// "B extends A" for the primary's start, its secondaries, the secondaries' self-check and promote.
+func Extends(older, newer TreeHead, proof func() (ConsistencyProof, error)) error {
+	switch {
+	case older.Size > newer.Size:
+		return fmt.Errorf("%w: size %d is smaller than %d", ErrNotExtends, newer.Size, older.Size)
+	case older.Size == 0 && older.RootHash != RootHash(nil):
+		return fmt.Errorf("%w: the empty tree's root is %s, not %s", ErrNotExtends, older.RootHash, RootHash(nil))
+	case older.Size == newer.Size:
+		if older.RootHash != newer.RootHash {
+			return fmt.Errorf("%w: at size %d the root %s differs from %s", ErrNotExtends, older.Size, newer.RootHash, older.RootHash)
+		}
+		return nil
+	case older.Size == 0:
+		return nil // the empty tree is a prefix of every tree
+	}
+	p, err := proof()
+	if err != nil {
+		return err
+	}
+	if err := p.Verify(&older, &newer); err != nil {
+		return fmt.Errorf("%w: size %d (root %s) from size %d (root %s): %w", ErrNotExtends, newer.Size, newer.RootHash,
+			older.Size, older.RootHash, err)
+	}
+	return nil
 }

@@ -150,7 +150,8 @@ func (cth *CosignedTreeHead) MarshalASCII() []byte {
 	return w.b
 }
 
-// ParseCosignedTreeHead decodes a get-tree-head body: a signed tree head and zero or more cosignature= lines.
+// ParseCosignedTreeHead decodes a get-tree-head body: a signed tree head and zero or more cosignature= lines, at
+// most one per witness key hash.
 func ParseCosignedTreeHead(b []byte) (CosignedTreeHead, error) {
 	p := newASCIIParser(b)
 	var cth CosignedTreeHead
@@ -176,6 +177,13 @@ func ParseCosignedTreeHead(b []byte) (CosignedTreeHead, error) {
 		}
 		if err := parseHex("cosignature signature", f[2], c.Signature[:]); err != nil {
 			return cth, err
+		}
+		// At most one cosignature per witness key hash (Sigsum, June 2026): a second one could make one witness
+		// count twice toward a quorum in a verifier that does not deduplicate.
+		for i := range cth.Cosignatures {
+			if cth.Cosignatures[i].KeyHash == c.KeyHash {
+				return cth, syntaxErr("two cosignatures by witness key hash %s", c.KeyHash)
+			}
 		}
 		cth.Cosignatures = append(cth.Cosignatures, c)
 	}

@@ -302,9 +302,9 @@ func TestVectors(t *testing.T) {
 	if got := CosignatureLine(witnessName, witPub, &cs); !bytes.Equal(got, wantLine) {
 		t.Errorf("cosignature line:\n%s\nwant\n%s", got, wantLine)
 	}
-	back, err := ParseWitnessCosignature(wantLine, witnessName, witPub)
-	if err != nil || back != cs {
-		t.Errorf("parsing the cosignature line: %v (%+v)", err, back)
+	back, name, err := ParseWitnessCosignature(wantLine, witPub)
+	if err != nil || back != cs || name != witnessName {
+		t.Errorf("parsing the cosignature line: %v (%+v under %q)", err, back, name)
 	}
 	note, err := ParseNote(sth.SignedNote(logPub))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/sigsumd/sigsumd/internal/atomicfile"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -38,12 +39,16 @@ type Config struct {
 	Logs []sigsum.PublicKey
 	// Now is the clock for cosignature timestamps; nil means time.Now.
 	Now func() time.Time
+	// MLDSA, if set, is an ML-DSA-44 cosigning key too: each answer carries its subtree/v1 cosignature line after
+	// the Ed25519 one (C2SP tlog-cosignature).
+	MLDSA *mldsa44.PrivateKey
 }
 
 // Witness is an http.Handler for POST /add-checkpoint. It is safe for concurrent use.
 type Witness struct {
 	name   string
 	signer sigsum.Signer
+	mldsa  *mldsa44.PrivateKey
 	file   string
 	now    func() time.Time
 	logs   map[string]sigsum.PublicKey // origin → log key
@@ -52,8 +57,11 @@ type Witness struct {
 	// never cosign two inconsistent heads.
 	mu    sync.Mutex
 	state map[string]sigsum.TreeHead // origin → last cosigned head
-	fail  int                        // when non-zero, every request is answered with this status
-	reqs  int
+	// cosigned is, by origin hash (hex), the last checkpoint cosigned in this process, with the log's signature and
+	// the witness's: what GET <origin hash>/checkpoint serves (C2SP tlog-witness, monitor retrieval).
+	cosigned map[string][]byte
+	fail     int // when non-zero, every request is answered with this status
+	reqs     int
 }
 
 // New returns a witness, loading its state from cfg.StateFile if that exists.
@@ -65,12 +73,14 @@ func New(cfg Config) (*Witness, error) {
 		return nil, errors.New("witness needs a signer")
 	}
 	w := &Witness{
-		name:   cfg.Name,
-		signer: cfg.Signer,
-		file:   cfg.StateFile,
-		now:    cfg.Now,
-		logs:   make(map[string]sigsum.PublicKey),
-		state:  make(map[string]sigsum.TreeHead),
+		name:     cfg.Name,
+		signer:   cfg.Signer,
+		mldsa:    cfg.MLDSA,
+		file:     cfg.StateFile,
+		now:      cfg.Now,
+		logs:     make(map[string]sigsum.PublicKey),
+		state:    make(map[string]sigsum.TreeHead),
+		cosigned: make(map[string][]byte),
 	}
 	if w.now == nil {
 		w.now = time.Now
@@ -114,8 +124,21 @@ func (w *Witness) Requests() int {
 	return w.reqs
 }
 
-// ServeHTTP answers POST /add-checkpoint.
+// ServeHTTP answers POST /add-checkpoint, and GET /<origin hash>/checkpoint with the last checkpoint it cosigned
+// for that log (404 if none).
 func (w *Witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if oh, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/checkpoint"); ok && r.Method == http.MethodGet {
+		w.mu.Lock()
+		cp, ok := w.cosigned[oh]
+		w.mu.Unlock()
+		if !ok {
+			http.Error(rw, "no checkpoint of that log cosigned", http.StatusNotFound)
+			return
+		}
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		rw.Write(cp)
+		return
+	}
 	if r.URL.Path != "/add-checkpoint" {
 		http.Error(rw, "no such endpoint", http.StatusNotFound)
 		return
@@ -219,7 +242,18 @@ func (w *Witness) addCheckpoint(body []byte) (int, []byte) {
 		}
 		return http.StatusInternalServerError, []byte(err.Error())
 	}
-	return http.StatusOK, sigsum.CosignatureLine(w.name, w.signer.Public(), &cs)
+	lines := sigsum.CosignatureLine(w.name, w.signer.Public(), &cs)
+	if w.mldsa != nil {
+		mc := sigsum.MLDSACosignature{Name: w.name, Timestamp: uint64(now), Signature: make([]byte, sigsum.MLDSA44SignatureSize)}
+		msg := sigsum.SubtreeCosignedMessage(w.name, origin, mc.Timestamp, 0, th.Size, th.RootHash)
+		if err := mldsa44.SignTo(w.mldsa, msg, nil, false, mc.Signature); err != nil {
+			return http.StatusInternalServerError, []byte(err.Error())
+		}
+		pub, _ := w.mldsa.Public().(*mldsa44.PublicKey).MarshalBinary()
+		lines = append(lines, mc.Line(pub)...)
+	}
+	w.cosigned[sigsum.HashBytes([]byte(origin)).String()] = append(append([]byte(nil), req.Note...), lines...)
+	return http.StatusOK, lines
 }
 
 // signedBy reports whether note carries a valid Ed25519 note signature by the log key of origin.

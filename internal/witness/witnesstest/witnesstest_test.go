@@ -48,9 +48,12 @@ func wantCosigned(t *testing.T, rec *httptest.ResponseRecorder, w *Witness, l *L
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d (%s), want 200", rec.Code, strings.TrimSpace(rec.Body.String()))
 	}
-	c, err := sigsum.ParseWitnessCosignature(rec.Body.Bytes(), w.Name(), w.Public())
+	c, name, err := sigsum.ParseWitnessCosignature(rec.Body.Bytes(), w.Public())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if name != w.Name() {
+		t.Errorf("cosignature line under %q, want the witness's name %q", name, w.Name())
 	}
 	th := l.HeadAt(size).TreeHead
 	if !c.Verify(w.Public(), sigsum.Origin(l.Public()), &th) {
