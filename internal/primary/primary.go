@@ -615,8 +615,13 @@ func (p *Primary) witness(ctx context.Context, sth *sigsum.SignedTreeHead) {
 	if w.policy != nil {
 		enough = w.policy.Satisfied
 	}
-	cs := w.collector.CosignUntil(wctx, *sth, enough, min(p.cfg.Interval/4, maxWitnessGrace))
+	cs, asked := w.collector.CosignUntil(wctx, *sth, enough, min(p.cfg.Interval/4, maxWitnessGrace))
 	cancel()
+	if asked == 0 {
+		// Every witness was asked less than its minimum interval ago, or is still answering: not a round.
+		p.logger.Debug("witnesses not asked this rotation: within their minimum interval or still answering", "size", sth.Size)
+		return
+	}
 	cosigners := make(map[sigsum.Hash]bool, len(cs))
 	for _, c := range cs {
 		cosigners[c.KeyHash] = true

@@ -348,24 +348,26 @@ func (c *Collector) release(kh sigsum.Hash) {
 // by witness key hash, at most one per witness key. Failures are logged, one line per witness. It returns when
 // every witness has answered or timed out, or ctx is done.
 func (c *Collector) Cosign(ctx context.Context, sth sigsum.SignedTreeHead) []Cosigned {
-	return c.CosignUntil(ctx, sth, nil, 0)
+	cs, _ := c.CosignUntil(ctx, sth, nil, 0)
+	return cs
 }
 
 // CosignUntil is Cosign that returns once enough says the cosignatures gathered so far suffice (a policy's quorum)
 // and grace has passed since, or every witness has answered: a witness that hangs delays neither the others nor
 // the caller. The witnesses still out finish in the background, each bounded by the timeout: what they answer
-// updates their sizes and status for the next round. A nil enough waits for every witness.
-func (c *Collector) CosignUntil(ctx context.Context, sth sigsum.SignedTreeHead, enough func(cosigners map[sigsum.Hash]bool) bool, grace time.Duration) []Cosigned {
+// updates their sizes and status for the next round. A nil enough waits for every witness. asked is how many
+// witnesses this round sent the head to: the others were asked less than the minimum interval ago or are still out.
+func (c *Collector) CosignUntil(ctx context.Context, sth sigsum.SignedTreeHead, enough func(cosigners map[sigsum.Hash]bool) bool, grace time.Duration) (cs []Cosigned, asked int) {
 	if !sth.Verify(c.logKey) {
 		// Every witness would refuse it with 403; say so once instead.
 		c.logger.Error("not sending tree head to witnesses: not signed by the log key", "size", sth.Size)
-		return nil
+		return nil, 0
 	}
 	// The requests outlive an early return and the caller's context, each bounded by the timeout, until Close: a
 	// witness's late answer still tells where it is for the next round.
 	reqCtx, ok := c.startRound()
 	if !ok {
-		return nil
+		return nil, 0
 	}
 	note := sth.SignedNote(c.logKey)
 	answers := make(chan *Cosigned, len(c.witnesses))
@@ -376,6 +378,7 @@ func (c *Collector) CosignUntil(ctx context.Context, sth sigsum.SignedTreeHead, 
 			answers <- nil // asked too recently, or still out: not this round
 			continue
 		}
+		asked++
 		wg.Go(func() {
 			defer c.release(kh)
 			answers <- c.cosignOne(reqCtx, w, &sth, note)
@@ -419,7 +422,7 @@ collect:
 		go save() // once the rest have answered
 	}
 	slices.SortFunc(out, func(a, b Cosigned) int { return bytes.Compare(a.KeyHash[:], b.KeyHash[:]) })
-	return out
+	return out, asked
 }
 
 // Size returns the size the collector believes the witness with key hash kh holds (0 when unknown).

@@ -594,7 +594,11 @@ func TestCloseEndsRequestsInFlight(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	c, _ := newCollector(t, l, []policy.Witness{hung, good.pw}, collectorOpts{stateFile: state, timeout: time.Minute})
 	one := func(cosigners map[sigsum.Hash]bool) bool { return cosigners[good.pw.Key.KeyHash()] }
-	wantCosigs(t, l, l.Head(), c.CosignUntil(t.Context(), l.Head(), one, 10*time.Millisecond), good)
+	cs, asked := c.CosignUntil(t.Context(), l.Head(), one, 10*time.Millisecond)
+	if asked != 2 {
+		t.Errorf("asked %d witnesses, want 2", asked)
+	}
+	wantCosigs(t, l, l.Head(), cs, good)
 
 	start := time.Now()
 	if err := c.Close(); err != nil {
@@ -838,9 +842,10 @@ func TestMinInterval(t *testing.T) {
 	} {
 		advance(step.after)
 		l.Append(1)
-		c.Cosign(t.Context(), l.Head())
-		if got := a.Requests(); got != step.requests {
-			t.Fatalf("after %v more: %d requests, want %d", step.after, got, step.requests)
+		before := a.Requests()
+		_, asked := c.CosignUntil(t.Context(), l.Head(), nil, 0)
+		if got := a.Requests(); got != step.requests || asked != got-before {
+			t.Fatalf("after %v more: %d requests, want %d; the round says it asked %d", step.after, got, step.requests, asked)
 		}
 	}
 
