@@ -356,4 +356,13 @@ func TestMLDSAWitnessOnTheCheckpoint(t *testing.T) {
 	if again := checkpointOf(t, start()); again != cp {
 		t.Errorf("after a restart the checkpoint is\n%s\nwant\n%s", again, cp)
 	}
+	// A kept checkpoint too large to be one is not read whole, nor served: the log's own line stays.
+	huge := []byte(cp + strings.Repeat("\u2014 junk AAAA\n", 10000))
+	if err := os.WriteFile(filepath.Join(e.dir, "published.checkpoint"), huge, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := checkpointOf(t, start())
+	if logLine := cp[:strings.Index(cp, "\u2014 ")]; !strings.HasPrefix(again, logLine) || strings.Contains(again, "junk") || strings.Contains(again, "pq.example/w") {
+		t.Errorf("after a restart with a %d-byte kept checkpoint, the checkpoint is\n%s", len(huge), again)
+	}
 }

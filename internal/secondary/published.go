@@ -84,7 +84,10 @@ func (s *Secondary) follow(ctx context.Context) {
 				s.logger.Info("waiting for the log's published tree head", "err", err, "failures", n)
 			}
 		default:
-			s.serveReads(ctx)
+			select { // the read API moves to the head in its own goroutine: reading a large tree takes a while
+			case s.readsWake <- struct{}{}:
+			default:
+			}
 			if log, n := fails.OK(); log && reached {
 				s.logger.Info("following the log's published tree head again", "failures", n)
 			} else if log {

@@ -9,6 +9,18 @@ import (
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
+// readsLoop runs serveReads each time follow wakes it, until ctx is done.
+func (s *Secondary) readsLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.readsWake:
+			s.serveReads(ctx)
+		}
+	}
+}
+
 // serveReads makes the read API serve the newest published head this secondary verified, once its replica holds
 // that tree and extends it (the same check as everywhere, sigsum.Extends): the signed tree advances to its size,
 // and the checkpoint is the primary's, keeping the cosignature lines of the cosignatures verified. A failure
@@ -22,20 +34,20 @@ func (s *Secondary) serveReads(ctx context.Context) {
 	if cur != nil && cur.Size == cth.Size && string(cur.Body) == string(cth.MarshalASCII()) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	// Each storage call is bounded by the timeout; reading the tree is bounded per batch by committed, not as a
+	// whole: the first head of a large log reads every leaf.
+	bctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	own, err := s.readHead(ctx)
+	own, err := s.readHead(bctx)
 	if err != nil || own.Size < cth.Size {
 		return // not held yet
 	}
 	if err := sigsum.Extends(cth.TreeHead, own, func() (sigsum.ConsistencyProof, error) {
-		return s.cfg.Log.ConsistencyProof(ctx, cth.Size, own.Size)
+		return s.cfg.Log.ConsistencyProof(bctx, cth.Size, own.Size)
 	}); err != nil {
 		s.warnReads(cth.Size, "not serving the log's published head: this replica does not extend it", err)
 		return
 	}
-	s.readsMu.Lock()
-	defer s.readsMu.Unlock()
 	tree := s.tree.Load()
 	switch {
 	case tree == nil:
@@ -53,7 +65,9 @@ func (s *Secondary) serveReads(ctx context.Context) {
 	}
 	var from []byte
 	if s.cfg.PrimaryPublic != nil {
-		from, _ = s.cfg.PrimaryPublic.GetCheckpoint(ctx) // without it, the checkpoint carries the log's signature only
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		from, _ = s.cfg.PrimaryPublic.GetCheckpoint(cctx) // without it, the checkpoint carries the log's signature only
+		cancel()
 	}
 	s.served.Store(&reads.Head{Size: cth.Size, Body: cth.MarshalASCII(),
 		Checkpoint: reads.Checkpoint(cth.SignedNote(*s.cfg.LogKey), from, cth.Cosignatures, s.cfg.Witnesses...)})

@@ -123,10 +123,10 @@ type Secondary struct {
 	signed *signedHead
 
 	// The public read API: the published head served (nil before this replica holds one) and the signed tree of
-	// its size; readsMu orders their updates (serveReads).
-	readsMu sync.Mutex
-	served  atomic.Pointer[reads.Head]
-	tree    atomic.Pointer[committed.Tree]
+	// its size, updated by one goroutine (readsLoop), which readsWake wakes when follow records a head.
+	readsWake chan struct{}
+	served    atomic.Pointer[reads.Head]
+	tree      atomic.Pointer[committed.Tree]
 	// readsWarned is one more than the published size serveReads last warned about (warnReads); 0: none.
 	readsWarned atomic.Uint64
 }
@@ -168,7 +168,7 @@ func New(cfg Config) (*Secondary, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Secondary{cfg: cfg, logger: cfg.Logger}
+	s := &Secondary{cfg: cfg, logger: cfg.Logger, readsWake: make(chan struct{}, 1)}
 	if err := s.loadPublished(); err != nil {
 		return nil, err
 	}
@@ -266,14 +266,12 @@ func (s *Secondary) Run(ctx context.Context) error {
 	}
 	if s.cfg.PrimaryPublic != nil {
 		fctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			s.follow(fctx)
-		}()
+		var wg sync.WaitGroup
+		wg.Go(func() { s.follow(fctx) })
+		wg.Go(func() { s.readsLoop(fctx) })
 		defer func() {
 			stop()
-			<-done
+			wg.Wait()
 		}()
 	}
 	var r replica
