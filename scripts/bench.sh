@@ -13,6 +13,8 @@
 # temporary directory, removed on exit unless BENCH_KEEP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# cpu_secs, cpu_us_per, load1
+. scripts/measure.sh
 bin=./bin
 duration=${BENCH_DURATION:-15s}
 drain=${BENCH_DRAIN:-10s}
@@ -64,11 +66,20 @@ echo "bench: primary http://$p_ext + 1 secondary, SQLite, interval $interval, $(
 echo "bench: load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 results=$dir/results.txt
 : >"$results"
+# Each line gets the primary's CPU time per request (cpu_us_per_req, user + system, all threads; for add-leaf also
+# per accepted leaf, cpu_us_per_leaf) and the load average as the run ends (load1).
+primary_pid=${pids[1]}
 for c in $cs; do
 	for m in $modes; do
-		"$bin/sigsum-bench" -log-url "http://$p_ext" -log-key "$dir/primary/key.pub" -mode "$m" -c "$c" \
-			-duration "$duration" -drain "$drain" -leaves "$leaves" 2>>"$dir/bench-errors.log" | tee -a "$results" |
-			sed 's/^/  /' >&2
+		cpu0=$(cpu_secs "$primary_pid")
+		line=$("$bin/sigsum-bench" -log-url "http://$p_ext" -log-key "$dir/primary/key.pub" -mode "$m" -c "$c" \
+			-duration "$duration" -drain "$drain" -leaves "$leaves" 2>>"$dir/bench-errors.log" | head -n 1)
+		cpu1=$(cpu_secs "$primary_pid")
+		requests=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^requests=/) print substr($i, 10) }' <<<"$line")
+		accepted=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^accepted=/) print substr($i, 10) }' <<<"$line")
+		line="$line cpu_us_per_req=$(cpu_us_per "$cpu0" "$cpu1" "${requests:-0}")"
+		[ "$m" = add-leaf ] && line="$line cpu_us_per_leaf=$(cpu_us_per "$cpu0" "$cpu1" "${accepted:-0}")"
+		echo "$line load1=$(load1)" | tee -a "$results" | sed 's/^/  /' >&2
 	done
 done
 # Reads from the secondary (it serves the log's read API at the published head it holds), at the largest c.
@@ -83,7 +94,7 @@ echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # The table: one row per run, from the key=value lines.
 awk 'BEGIN {
-	n = split("mode c rps p50_ms p99_ms accepted_per_s committed_per_s uncommitted commit_p50_ms commit_p95_ms commit_p99_ms tree_size errors", cols, " ")
+	n = split("mode c rps p50_ms p99_ms accepted_per_s committed_per_s uncommitted commit_p50_ms commit_p95_ms commit_p99_ms tree_size cpu_us_per_req cpu_us_per_leaf load1 errors", cols, " ")
 	for (i = 1; i <= n; i++) printf "%s%s", cols[i], (i < n ? "\t" : "\n")
 }
 {

@@ -87,7 +87,8 @@ done
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", (s > 0 ? n / s : 0) }'; }
-rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024; found = 1 } END { if (!found) printf "0" }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# rss_mib, cpu_secs, cpu_us_per, load1
+. scripts/measure.sh
 # kv KEY LINE prints the value of KEY in a key=value line.
 kv() { awk -v k="$1" '{ for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' <<<"$2"; }
 # The published size, or nothing when the primary does not answer.
@@ -135,12 +136,13 @@ settle() {
 
 # grow N adds leaves until the published tree holds N, in at most three add-leaf runs.
 grow() {
-	local want=$1 from t0 t1 secs e errors=0
+	local want=$1 from t0 t1 secs e errors=0 cpu0 cpu1
 	size_now
 	from=$size
 	[ "$size" -ge "$want" ] && return 0
 	echo "scale: growing the tree from $from to $want leaves" >&2
 	t0=$(now)
+	cpu0=$(cpu_secs "$primary_pid")
 	for _ in 1 2 3; do
 		bench -mode add-leaf -c "$fill_c" -leaves $((want - size)) -duration "$fill_duration" -drain "$fill_drain" \
 			-retry 1s
@@ -150,12 +152,16 @@ grow() {
 		[ "$size" -ge "$want" ] && break
 	done
 	t1=$(now)
+	cpu1=$(cpu_secs "$primary_pid")
 	if [ "$size" -lt "$want" ]; then
 		echo "scale: the tree holds $size leaves, not $want, after three add-leaf runs; see $dir/bench-errors.log" >&2
 		exit 1
 	fi
 	secs=$(elapsed "$t0" "$t1")
-	emit "measure=fill from=$from to=$size secs=$secs leaves_per_s=$(rate $((size - from)) "$secs") errors=$errors"
+	# cpu_us_per_leaf: the primary's CPU time (user + system, all threads) per leaf added, the steadiest figure of
+	# what a leaf costs on a shared machine; load1 is the load average as the step ends.
+	emit "measure=fill from=$from to=$size secs=$secs leaves_per_s=$(rate $((size - from)) "$secs")" \
+		"cpu_us_per_leaf=$(cpu_us_per "$cpu0" "$cpu1" $((size - from))) load1=$(load1) errors=$errors"
 }
 
 # start_primary starts the primary and waits (at most 300 s: a restart reads the whole tree) until it answers.
@@ -261,6 +267,6 @@ table() {
 }
 table curve "size mode rps p50_ms p99_ms rss_mib fill_rss_mib errors"
 echo
-table fill "from to secs leaves_per_s errors"
+table fill "from to secs leaves_per_s cpu_us_per_leaf load1 errors"
 echo
 table catchup "leaves secs leaves_per_s rss_mib"
