@@ -32,6 +32,8 @@ type embeddedLog struct {
 	changes *changes
 	// leafHashes reads leaf hashes by range: the storage's own reader when it has one, else nodeHashes.
 	leafHashes leafHashReader
+	// leafIndex finds a leaf's index by its hash: the storage's own finder when it has one, else nil (a snapshot).
+	leafIndex leafIndexReader
 	// lastRoot is the encoded log root a snapshot decoded last, and its size: the decoder works by reflection, and
 	// most snapshots see the root the previous one saw.
 	lastRoot atomic.Pointer[decodedRoot]
@@ -50,6 +52,12 @@ type decodedRoot struct {
 // the bottom level of the tree's stored tiles.
 type leafHashReader interface {
 	LeafHashesByRange(ctx context.Context, tree *trillian.Tree, start, count int64) ([][]byte, error)
+}
+
+// leafIndexReader finds the index of the first integrated leaf of a tree with a Merkle leaf hash, and whether
+// there is one, in one snapshot and without the leaf: sqlitestore's storage has such a read of its own.
+type leafIndexReader interface {
+	LeafIndexByHash(ctx context.Context, tree *trillian.Tree, leafHash []byte) (int64, bool, error)
 }
 
 // MaxStoreBatch implements Log.
@@ -160,9 +168,19 @@ func (l *embeddedLog) snapshot(ctx context.Context, what string, f func(ctx cont
 	return wrap(what, tx.Commit(ctx))
 }
 
-// LeafIndex implements Log: one indexed lookup in a snapshot of the storage. Trillian's only way to it,
+// LeafIndex implements Log: the storage's own finder, or one indexed lookup in a snapshot of it. Trillian's only way to it,
 // GetInclusionProofByHash, also reads the subtrees of a whole proof.
 func (l *embeddedLog) LeafIndex(ctx context.Context, leafHash sigsum.Hash) (uint64, error) {
+	if l.leafIndex != nil {
+		i, ok, err := l.leafIndex.LeafIndexByHash(ctx, l.tree, leafHash[:])
+		switch {
+		case err != nil:
+			return 0, wrap("finding leaf", err)
+		case !ok:
+			return 0, fmt.Errorf("finding leaf: %w", ErrNotFound)
+		}
+		return uint64(i), nil
+	}
 	var index uint64
 	err := l.snapshot(ctx, "finding leaf", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
 		leaves, err := tx.GetLeavesByHash(ctx, [][]byte{leafHash[:]}, true)

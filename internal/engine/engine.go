@@ -61,6 +61,8 @@ type embeddedTrees struct {
 	changes *changes
 	// leafHashes is the storage's own reader of leaf hashes; nil when it has none (nodeHashes reads them).
 	leafHashes leafHashReader
+	// leafIndex is the storage's own finder of a leaf's index; nil when it has none (a snapshot finds it).
+	leafIndex leafIndexReader
 }
 
 // EmbeddedConfig configures an in-process Trillian.
@@ -115,7 +117,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 		}
 		reg.LogStorage, reg.AdminStorage = st.LogStorage(), st.AdminStorage()
 		seqStorage = st.SequencerLogStorage()
-		trees.leafHashes = st
+		trees.leafHashes, trees.leafIndex = st, st
 		e.storeBatch = maxStoreSQLite
 		e.pending = st.PendingSequencedLeaves
 		e.closers = append(e.closers, st.Close)

@@ -68,8 +68,23 @@ const (
 	selectSequencedHashesSQL = `SELECT MerkleLeafHash, LeafIdentityHash, SequenceNumber, IntegrateTimestampNanos
 		FROM SequencedLeafData WHERE TreeId = ? AND SequenceNumber >= ? AND SequenceNumber < ? ORDER BY SequenceNumber`
 
-	selectLeafHashesByRangeSQL = `SELECT SequenceNumber, MerkleLeafHash FROM SequencedLeafData
-		WHERE TreeId = ? AND SequenceNumber >= ? AND SequenceNumber < ? ORDER BY SequenceNumber`
+	// latestSizeSQL is the size of tree ?1's latest root (selectLatestRootSQL's), for statements bounded by it.
+	latestSizeSQL = `(SELECT TreeSize FROM TreeHead WHERE TreeId = ?1 ORDER BY TreeHeadTimestamp DESC LIMIT 1)`
+
+	// The hashes of the integrated leaves [?2, ?3) of tree ?1 (Store.LeafHashesByRange).
+	selectIntegratedLeafHashesSQL = `SELECT SequenceNumber, MerkleLeafHash FROM SequencedLeafData
+		WHERE TreeId = ?1 AND SequenceNumber >= ?2 AND SequenceNumber < min(?3, ` + latestSizeSQL + `)
+		ORDER BY SequenceNumber`
+
+	// The first integrated index of Merkle leaf hash ?2 in tree ?1, or NULL (Store.LeafIndexByHash): the two
+	// halves of selectLeavesByMerkleHash, indices only.
+	selectLeafIndexByHashSQL = `SELECT min(i) FROM (
+		SELECT SequenceNumber AS i FROM LeafData
+			WHERE TreeId = ?1 AND LeafIdentityHash = ?2 AND MerkleLeafHash = LeafIdentityHash AND SequenceNumber IS NOT NULL
+		UNION ALL
+		SELECT SequenceNumber AS i FROM SequencedLeafData INDEXED BY SequencedLeafMerkleIdx
+			WHERE TreeId = ?1 AND MerkleLeafHash <> LeafIdentityHash AND MerkleLeafHash = ?2)
+		WHERE i < ` + latestSizeSQL
 
 	selectQueuedLeavesSQL = `SELECT LeafIdentityHash, MerkleLeafHash, QueueTimestampNanos FROM Unsequenced
 		WHERE TreeId = ? AND QueueTimestampNanos <= ?
@@ -725,28 +740,30 @@ func (t *logTX) getLeavesByRange(ctx context.Context, start, count int64) ([]*tr
 	return ret, nil
 }
 
-// LeafHashesByRange returns the Merkle leaf hashes of the integrated leaves [start, start+count), clipped to the
-// tree size: one walk of SequencedLeafData's key, without the join with LeafData that GetLeavesByRange needs for
-// the leaves themselves. A proof needs only the hashes.
-func (t *logTX) LeafHashesByRange(ctx context.Context, start, count int64) ([][]byte, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	treeSize := int64(t.root.TreeSize)
+// LeafHashesByRange reads the Merkle leaf hashes of tree's integrated leaves [start, start+count): fewer when the
+// tree ends first, none when start is not below its size. It is what the engine reads for proofs, which Trillian's
+// storage interface has no call for (its providers read whole leaves or tiles). One statement, one walk of
+// SequencedLeafData's key bounded by the latest root's size, on a reader connection: no transaction to begin,
+// and no root to read and decode first, which cost as much as the read itself.
+func (s *Store) LeafHashesByRange(ctx context.Context, t *trillian.Tree, start, count int64) ([][]byte, error) {
 	switch {
 	case count <= 0:
 		return nil, status.Errorf(codes.InvalidArgument, "invalid count %d, want > 0", count)
 	case start < 0:
 		return nil, status.Errorf(codes.InvalidArgument, "invalid start %d, want >= 0", start)
-	case start >= treeSize:
-		return nil, status.Errorf(codes.OutOfRange, "invalid start %d, want < TreeSize(%d)", start, treeSize)
 	}
-	count = min(count, treeSize-start, maxRangeCount)
-	rows, err := t.query(ctx, selectLeafHashesByRangeSQL, t.treeID, start, start+count)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	count = min(count, maxRangeCount)
+	// Without ctx's cancellation: with it, the driver starts a goroutine per statement to interrupt it (see
+	// addSequencedLeaves); the statement reads at most maxRangeCount rows by key.
+	rows, err := s.readStmts[selectIntegratedLeafHashesSQL].QueryContext(context.WithoutCancel(ctx), t.TreeId, start, start+count)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
 	}
 	defer rows.Close()
-	ret := make([][]byte, 0, count)
+	var ret [][]byte
 	for want := start; rows.Next(); want++ {
 		var index int64
 		var hash []byte
@@ -754,34 +771,29 @@ func (t *logTX) LeafHashesByRange(ctx context.Context, start, count int64) ([][]
 			return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
 		}
 		if index != want {
-			return nil, fmt.Errorf("sqlitestore: tree %d: got leaf index %d, want %d: integrated leaf missing", t.treeID, index, want)
+			return nil, fmt.Errorf("sqlitestore: tree %d: got leaf index %d, want %d: integrated leaf missing", t.TreeId, index, want)
 		}
 		ret = append(ret, hash)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
 	}
-	if int64(len(ret)) != count {
-		return nil, fmt.Errorf("sqlitestore: tree %d: %d integrated leaves from %d, want %d", t.treeID, len(ret), start, count)
-	}
 	return ret, nil
 }
 
-// LeafHashesByRange reads, in a snapshot of tree, the Merkle leaf hashes of its integrated leaves [start,
-// start+count): fewer when the tree ends first, none when start is not below its size. It is what the engine reads
-// for proofs, which Trillian's storage interface has no call for (its providers read whole leaves or tiles).
-func (s *Store) LeafHashesByRange(ctx context.Context, t *trillian.Tree, start, count int64) ([][]byte, error) {
-	tx, err := s.logStorage.begin(ctx, t, true)
-	if tx != nil {
-		defer func() { _ = tx.Close() }()
+// LeafIndexByHash returns the index of the first integrated leaf of tree with Merkle leaf hash leafHash, and
+// whether there is one: one statement on a reader connection (LeafData's key for a leaf whose identity hash is its
+// Merkle hash, as all of a Sigsum log's are, the partial Merkle hash index for the others), bounded by the latest
+// root's size, without the leaf itself. GetLeavesByHash in a snapshot costs a transaction, a root and the leaves.
+func (s *Store) LeafIndexByHash(ctx context.Context, t *trillian.Tree, leafHash []byte) (int64, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
 	}
-	if err != nil {
-		return nil, err
+	var index sql.NullInt64
+	if err := s.readStmts[selectLeafIndexByHashSQL].QueryRowContext(context.WithoutCancel(ctx), t.TreeId, nonNil(leafHash)).Scan(&index); err != nil {
+		return 0, false, fmt.Errorf("sqlitestore: finding leaf %x: %w", leafHash, err)
 	}
-	if start >= 0 && start >= int64(tx.root.TreeSize) {
-		return nil, nil
-	}
-	return tx.LeafHashesByRange(ctx, start, count)
+	return index.Int64, index.Valid, nil
 }
 
 func scanSequencedLeaf(r rowScanner) (*trillian.LogLeaf, error) {

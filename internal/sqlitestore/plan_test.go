@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -18,7 +19,9 @@ func TestQueryPlans(t *testing.T) {
 		{"leaves by range", selectLeavesByRangeSQL, []string{"INDEX LeafDataSequenceIdx (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)",
 			"PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
 		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
-		{"leaf hashes by range", selectLeafHashesByRangeSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
+		{"leaf hashes by range", selectIntegratedLeafHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
+		{"leaf index by hash", selectLeafIndexByHashSQL, []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)",
+			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?"}},
 		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)",
 			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?)"}},
 		{"existing leaf", selectExistingLeafSQL, []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
@@ -28,7 +31,11 @@ func TestQueryPlans(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			args := make([]any, strings.Count(tc.query, "?"))
+			n := strings.Count(tc.query, "?")
+			for i := 1; strings.Contains(tc.query, fmt.Sprintf("?%d", i)); i++ {
+				n = i // numbered parameters: as many as the highest number
+			}
+			args := make([]any, n)
 			for i := range args {
 				args[i] = i + 1
 			}

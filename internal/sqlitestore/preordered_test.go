@@ -582,3 +582,35 @@ func TestPreorderedBulk(t *testing.T) {
 			r.RootHash, len(clean))
 	}
 }
+
+// TestDirectReadsStopAtTheRoot: a preordered tree's leaves stored ahead of its root are not integrated, and the
+// direct reads a proof makes (hashes by range, index by hash) do not see them until the sequencer integrates them.
+func TestDirectReadsStopAtTheRoot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTestStore(t)
+	env := newTrillianEnv(t, s)
+	tree := env.createTree(ctx, t, stestonly.PreorderedLogTree)
+	leaves := testLeaves("ahead", 0, 40)
+	env.addSequenced(ctx, t, tree.TreeId, leaves)
+
+	if hs, err := s.LeafHashesByRange(ctx, tree, 0, 40); err != nil || len(hs) != 0 {
+		t.Errorf("before integration: LeafHashesByRange = %d hashes, %v; want none", len(hs), err)
+	}
+	if _, ok, err := s.LeafIndexByHash(ctx, tree, leaves[3].MerkleLeafHash); err != nil || ok {
+		t.Errorf("before integration: LeafIndexByHash = %v, %v; want none", ok, err)
+	}
+	integrateAll(ctx, t, s, tree)
+	hs, err := s.LeafHashesByRange(ctx, tree, 10, 100)
+	if err != nil || len(hs) != 30 {
+		t.Fatalf("after integration: LeafHashesByRange(10, 100) = %d hashes, %v; want 30", len(hs), err)
+	}
+	for i, h := range hs {
+		if !bytes.Equal(h, leaves[10+i].MerkleLeafHash) {
+			t.Errorf("hash %d differs from leaf %d's", i, 10+i)
+		}
+	}
+	if i, ok, err := s.LeafIndexByHash(ctx, tree, leaves[33].MerkleLeafHash); err != nil || !ok || i != 33 {
+		t.Errorf("after integration: LeafIndexByHash(leaf 33) = %d, %v, %v", i, ok, err)
+	}
+}
