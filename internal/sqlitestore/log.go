@@ -763,20 +763,31 @@ func (s *Store) LeafHashesByRange(ctx context.Context, t *trillian.Tree, start, 
 		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
 	}
 	defer rows.Close()
-	var ret [][]byte
+	// The hashes are read into one buffer (sql.RawBytes: no copy per row), then sliced.
+	all := make([]byte, 0, min(count, 1024)*hashSize)
 	for want := start; rows.Next(); want++ {
 		var index int64
-		var hash []byte
+		var hash sql.RawBytes
 		if err := rows.Scan(&index, &hash); err != nil {
 			return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
 		}
 		if index != want {
 			return nil, fmt.Errorf("sqlitestore: tree %d: got leaf index %d, want %d: integrated leaf missing", t.TreeId, index, want)
 		}
-		ret = append(ret, hash)
+		if len(hash) != hashSize {
+			return nil, fmt.Errorf("sqlitestore: tree %d: leaf %d has a hash of %d bytes, want %d", t.TreeId, index, len(hash), hashSize)
+		}
+		all = append(all, hash...)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
+	}
+	if len(all) == 0 {
+		return nil, nil
+	}
+	ret := make([][]byte, len(all)/hashSize)
+	for i := range ret {
+		ret[i] = all[i*hashSize : (i+1)*hashSize : (i+1)*hashSize]
 	}
 	return ret, nil
 }
