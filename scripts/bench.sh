@@ -54,7 +54,8 @@ printf '\n[[primary.secondaries]]\nurl = "https://%s"\npubkey-file = "%s"\n' "$s
 pids+=($!)
 "$bin/sigsumd" -role primary -config "$dir/primary/sigsumd.toml" -interval "$interval" \
 	-external-endpoint "$p_ext" -internal-endpoint "$p_int" -log-level warn 2>>"$dir/primary.log" &
-pids+=($!)
+primary_pid=$!
+pids+=("$primary_pid")
 
 for _ in $(seq 100); do
 	curl -sf "http://$p_ext/get-tree-head" >/dev/null 2>&1 && break
@@ -68,7 +69,6 @@ results=$dir/results.txt
 : >"$results"
 # Each line gets the primary's CPU time per request (cpu_us_per_req, user + system, all threads; for add-leaf also
 # per accepted leaf, cpu_us_per_leaf) and the load average as the run ends (load1).
-primary_pid=${pids[1]}
 for c in $cs; do
 	for m in $modes; do
 		cpu0=$(cpu_secs "$primary_pid")

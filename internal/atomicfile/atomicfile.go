@@ -1,9 +1,11 @@
 // Package atomicfile writes small state files so that a crash leaves either the old content or the new, never a
-// torn file: write a temporary file beside the target, fsync it, move it into place, fsync the directory.
+// torn file: write a temporary file beside the target, fsync it, move it into place, fsync the directory. It reads
+// them back bounded (ReadBounded).
 package atomicfile
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -68,4 +70,22 @@ func Remove(path string) error {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
 	return SyncDir(filepath.Dir(path))
+}
+
+// ReadBounded reads the file at path, of at most max bytes: a larger one is an error, and is not read whole (a
+// state file grown or replaced by mistake must not take the node's memory).
+func ReadBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
 }

@@ -44,3 +44,29 @@ func TestWrite(t *testing.T) {
 		t.Error("writing into a missing directory succeeded")
 	}
 }
+
+func TestReadBounded(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		size    int
+		wantErr bool
+	}{
+		{"empty", 0, false},
+		{"at the bound", 16, false},
+		{"one byte over", 17, true},
+		{"far over", 1 << 20, true},
+	} {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, make([]byte, tc.size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, err := ReadBounded(path, 16)
+		if (err != nil) != tc.wantErr || err == nil && len(b) != tc.size {
+			t.Errorf("%s: ReadBounded = %d bytes, %v", tc.name, len(b), err)
+		}
+	}
+	if _, err := ReadBounded(filepath.Join(dir, "missing"), 16); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
+	}
+}

@@ -21,9 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"time"
 
 	"filippo.io/torchwood"
@@ -194,7 +192,7 @@ type stateFile struct {
 }
 
 func (m *Monitor) load() error {
-	b, err := readBounded(m.cfg.StateFile)
+	b, err := atomicfile.ReadBounded(m.cfg.StateFile, maxStateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -248,22 +246,6 @@ func (m *Monitor) load() error {
 	}
 	m.state, m.rng = s, rng
 	return nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStateFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStateFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxStateFile)
-	}
-	return b, nil
 }
 
 func (m *Monitor) save() error {

@@ -6,11 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -391,7 +389,7 @@ func checkpointFile(published string) string { return published + ".checkpoint" 
 // the note lines of the cosignatures still valid. Without it (an older version wrote the published head), the
 // checkpoint carries the log's signature only.
 func (p *Primary) restoreCheckpoint(cth *sigsum.CosignedTreeHead) []byte {
-	b, err := readBounded(checkpointFile(p.cfg.PublishedFile), maxCheckpointBytes)
+	b, err := atomicfile.ReadBounded(checkpointFile(p.cfg.PublishedFile), maxCheckpointBytes)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			p.logger.Warn("not restoring the kept checkpoint: the checkpoint carries the log's signature only", "err", err)
@@ -407,23 +405,6 @@ func (p *Primary) restoreCheckpoint(cth *sigsum.CosignedTreeHead) []byte {
 
 // maxCheckpointBytes bounds a kept checkpoint: a few hundred bytes per witness.
 const maxCheckpointBytes = 64 << 10
-
-// readBounded reads the file name, of at most max bytes: a larger one is an error, and is not read whole.
-func readBounded(name string, max int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes", name, max)
-	}
-	return b, nil
-}
 
 // Close saves and releases what the primary holds beyond its tree: the rate-limit counters. Call it after the
 // listeners have stopped.

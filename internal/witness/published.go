@@ -2,8 +2,6 @@ package witness
 
 import (
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/sigsumd/sigsumd/internal/atomicfile"
 	"github.com/sigsumd/sigsumd/pkg/policy"
@@ -26,17 +24,9 @@ func SavePublished(path string, cth sigsum.CosignedTreeHead) error {
 // cosignatures (it does not know the witnesses); use VerifyCosignatures for that. A missing file gives an error
 // wrapping fs.ErrNotExist.
 func LoadPublished(path string, logKey sigsum.PublicKey) (sigsum.CosignedTreeHead, error) {
-	f, err := os.Open(path)
+	data, err := atomicfile.ReadBounded(path, maxPublishedBytes)
 	if err != nil {
 		return sigsum.CosignedTreeHead{}, fmt.Errorf("loading published tree head: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPublishedBytes+1))
-	if err != nil {
-		return sigsum.CosignedTreeHead{}, fmt.Errorf("loading published tree head: %w", err)
-	}
-	if len(data) > maxPublishedBytes {
-		return sigsum.CosignedTreeHead{}, fmt.Errorf("published tree head %s: larger than %d bytes", path, maxPublishedBytes)
 	}
 	cth, err := sigsum.ParseCosignedTreeHead(data)
 	if err != nil {
