@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // MaxLineLength bounds one line of an ASCII message, newline included. The longest line the protocol defines (a
@@ -44,25 +43,27 @@ func ParseInt(s string) (uint64, error) {
 }
 
 // parseHex decodes s (any case) into dst, which fixes the exact length required.
-func parseHex(what, s string, dst []byte) error {
+func parseHex(what string, s []byte, dst []byte) error {
 	if len(s) != 2*len(dst) {
 		return syntaxErr("%s has %d hex digits, want %d", what, len(s), 2*len(dst))
 	}
-	if _, err := hex.Decode(dst, []byte(s)); err != nil {
+	if _, err := hex.Decode(dst, s); err != nil {
 		return syntaxErr("%s is not hex", what)
 	}
 	return nil
 }
 
 // ParseHash decodes a 32-byte hash from hex.
-func ParseHash(s string) (h Hash, err error) { return h, parseHex("hash", s, h[:]) }
+func ParseHash(s string) (h Hash, err error) { return h, parseHex("hash", []byte(s), h[:]) }
 
 // ParsePublicKey decodes a 32-byte Ed25519 public key from hex.
-func ParsePublicKey(s string) (k PublicKey, err error) { return k, parseHex("public key", s, k[:]) }
+func ParsePublicKey(s string) (k PublicKey, err error) {
+	return k, parseHex("public key", []byte(s), k[:])
+}
 
 // ParseSignature decodes a 64-byte Ed25519 signature from hex.
 func ParseSignature(s string) (sig Signature, err error) {
-	return sig, parseHex("signature", s, sig[:])
+	return sig, parseHex("signature", []byte(s), sig[:])
 }
 
 // truncate keeps error messages one short line even when the input is huge.
@@ -80,35 +81,41 @@ type asciiParser struct {
 
 func newASCIIParser(b []byte) *asciiParser { return &asciiParser{data: b} }
 
-// line returns the next line without its newline, and whether there was one.
-func (p *asciiParser) line() (string, error) {
+// line returns the next line without its newline, a slice of the input.
+func (p *asciiParser) line() ([]byte, error) {
 	i := bytes.IndexByte(p.data, '\n')
 	switch {
 	case i < 0 && len(p.data) > MaxLineLength, i >= MaxLineLength:
-		return "", syntaxErr("line longer than %d bytes", MaxLineLength)
+		return nil, syntaxErr("line longer than %d bytes", MaxLineLength)
 	case i < 0:
-		return "", syntaxErr("last line does not end in a newline")
+		return nil, syntaxErr("last line does not end in a newline")
 	}
-	l := string(p.data[:i])
+	l := p.data[:i]
 	p.data = p.data[i+1:]
 	return l, nil
 }
 
 // next reads one line, which must carry key, and returns its value.
 func (p *asciiParser) next(key string) (string, error) {
+	v, err := p.nextBytes(key)
+	return string(v), err
+}
+
+// nextBytes is next without a copy: the value is a slice of the input.
+func (p *asciiParser) nextBytes(key string) ([]byte, error) {
 	if len(p.data) == 0 {
-		return "", syntaxErr("missing key %q", key)
+		return nil, syntaxErr("missing key %q", key)
 	}
 	l, err := p.line()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	k, v, ok := strings.Cut(l, "=")
+	k, v, ok := bytes.Cut(l, []byte("="))
 	if !ok {
-		return "", syntaxErr("line %q has no '='", truncate(l))
+		return nil, syntaxErr("line %q has no '='", truncate(string(l)))
 	}
-	if k != key {
-		return "", syntaxErr("expected key %q, got %q", key, truncate(k))
+	if string(k) != key {
+		return nil, syntaxErr("expected key %q, got %q", key, truncate(string(k)))
 	}
 	return v, nil
 }
@@ -116,13 +123,16 @@ func (p *asciiParser) next(key string) (string, error) {
 // more reports whether input remains, i.e. whether a repeatable last key has another line.
 func (p *asciiParser) more() bool { return len(p.data) > 0 }
 
-// fields splits a value into exactly n fields separated by single spaces.
-func fields(key, v string, n int) ([]string, error) {
-	f := strings.Split(v, " ")
-	if len(f) != n {
-		return nil, syntaxErr("%s value has %d space-separated fields, want %d", key, len(f), n)
+// fields splits a value into exactly len(f) fields separated by single spaces, slices of v.
+func fields(key string, v []byte, f [][]byte) error {
+	if n := bytes.Count(v, []byte(" ")) + 1; n != len(f) {
+		return syntaxErr("%s value has %d space-separated fields, want %d", key, n, len(f))
 	}
-	return f, nil
+	for i := range len(f) - 1 {
+		f[i], v, _ = bytes.Cut(v, []byte(" "))
+	}
+	f[len(f)-1] = v
+	return nil
 }
 
 // end checks that nothing follows the last expected key.
@@ -137,40 +147,28 @@ func (p *asciiParser) end() error {
 	return syntaxErr("unexpected trailing data %q", truncate(string(l)))
 }
 
-func (p *asciiParser) hash(key string) (Hash, error) {
-	v, err := p.next(key)
-	if err != nil {
-		return Hash{}, err
-	}
-	h, err := ParseHash(v)
-	if err != nil {
-		return h, fmt.Errorf("%s: %w", key, err)
-	}
-	return h, nil
+func (p *asciiParser) hash(key string) (h Hash, err error) {
+	return h, p.hex(key, "hash", h[:])
 }
 
-func (p *asciiParser) signature(key string) (Signature, error) {
-	v, err := p.next(key)
-	if err != nil {
-		return Signature{}, err
-	}
-	s, err := ParseSignature(v)
-	if err != nil {
-		return s, fmt.Errorf("%s: %w", key, err)
-	}
-	return s, nil
+func (p *asciiParser) signature(key string) (s Signature, err error) {
+	return s, p.hex(key, "signature", s[:])
 }
 
-func (p *asciiParser) publicKey(key string) (PublicKey, error) {
-	v, err := p.next(key)
+func (p *asciiParser) publicKey(key string) (k PublicKey, err error) {
+	return k, p.hex(key, "public key", k[:])
+}
+
+// hex reads the line of key, whose value (what) is len(dst) bytes in hex, into dst.
+func (p *asciiParser) hex(key, what string, dst []byte) error {
+	v, err := p.nextBytes(key)
 	if err != nil {
-		return PublicKey{}, err
+		return err
 	}
-	k, err := ParsePublicKey(v)
-	if err != nil {
-		return k, fmt.Errorf("%s: %w", key, err)
+	if err := parseHex(what, v, dst); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
 	}
-	return k, nil
+	return nil
 }
 
 func (p *asciiParser) int(key string) (uint64, error) {

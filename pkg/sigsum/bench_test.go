@@ -61,7 +61,12 @@ func benchTreeHead(b *testing.B, n int) []byte {
 	}
 	cth := CosignedTreeHead{SignedTreeHead: sth}
 	for i := range n {
-		c, err := th.Cosign(s, Origin(s.Public()), uint64(1700000000+i))
+		// One cosignature per witness: each of its own key.
+		w, err := NewEd25519Signer(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(6 + i)}, 32)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := th.Cosign(w, Origin(s.Public()), uint64(1700000000+i))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -82,9 +82,12 @@ func (l *Leaf) appendASCII(w *asciiWriter) {
 	w.b = append(w.b, '\n')
 }
 
+// leafLineLen is the length of a leaf's get-leaves line: its three fields in hex, two spaces and a newline.
+const leafLineLen = len("leaf=") + 2*LeafSize + 3
+
 // MarshalLeavesASCII returns the get-leaves body for leaves.
 func MarshalLeavesASCII(leaves []Leaf) []byte {
-	w := asciiWriter{b: make([]byte, 0, len(leaves)*(len("leaf=")+2*LeafSize+3))}
+	w := asciiWriter{b: make([]byte, 0, len(leaves)*leafLineLen)}
 	for i := range leaves {
 		leaves[i].appendASCII(&w)
 	}
@@ -94,14 +97,16 @@ func MarshalLeavesASCII(leaves []Leaf) []byte {
 // ParseLeavesASCII decodes a get-leaves body: one or more leaf= lines.
 func ParseLeavesASCII(b []byte) ([]Leaf, error) {
 	p := newASCIIParser(b)
-	var leaves []Leaf
+	// Sized once from the input, which has room for no more leaves (no growing, and a hostile body cannot make it
+	// larger than itself).
+	leaves := make([]Leaf, 0, len(b)/leafLineLen+1)
+	var f [3][]byte
 	for first := true; first || p.more(); first = false {
-		v, err := p.next("leaf")
+		v, err := p.nextBytes("leaf")
 		if err != nil {
 			return nil, err
 		}
-		f, err := fields("leaf", v, 3)
-		if err != nil {
+		if err := fields("leaf", v, f[:]); err != nil {
 			return nil, err
 		}
 		var l Leaf

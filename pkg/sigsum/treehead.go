@@ -159,20 +159,20 @@ func ParseCosignedTreeHead(b []byte) (CosignedTreeHead, error) {
 	if cth.SignedTreeHead, err = p.signedTreeHead(); err != nil {
 		return cth, err
 	}
+	var f [3][]byte
 	for p.more() {
-		v, err := p.next("cosignature")
+		v, err := p.nextBytes("cosignature")
 		if err != nil {
 			return cth, err
 		}
-		f, err := fields("cosignature", v, 3)
-		if err != nil {
+		if err := fields("cosignature", v, f[:]); err != nil {
 			return cth, err
 		}
 		var c Cosignature
 		if err := parseHex("cosignature key hash", f[0], c.KeyHash[:]); err != nil {
 			return cth, err
 		}
-		if c.Timestamp, err = ParseInt(f[1]); err != nil {
+		if c.Timestamp, err = ParseInt(string(f[1])); err != nil {
 			return cth, fmt.Errorf("cosignature time: %w", err)
 		}
 		if err := parseHex("cosignature signature", f[2], c.Signature[:]); err != nil {
