@@ -34,6 +34,8 @@ type embeddedLog struct {
 	leafHashes leafHashReader
 	// leafIndex finds a leaf's index by its hash: the storage's own finder when it has one, else nil (a snapshot).
 	leafIndex leafIndexReader
+	// leafValues reads leaves by range: the storage's own reader when it has one, else nil (a snapshot).
+	leafValues leafValueReader
 	// lastRoot is the encoded log root a snapshot decoded last, and its size: the decoder works by reflection, and
 	// most snapshots see the root the previous one saw.
 	lastRoot atomic.Pointer[decodedRoot]
@@ -58,6 +60,13 @@ type leafHashReader interface {
 // there is one, in one snapshot and without the leaf: sqlitestore's storage has such a read of its own.
 type leafIndexReader interface {
 	LeafIndexByHash(ctx context.Context, tree *trillian.Tree, leafHash []byte) (int64, bool, error)
+}
+
+// leafValueReader reads the values of a tree's integrated leaves [start, start+count) in one snapshot, without the
+// rest of each stored leaf: fewer when the tree ends first, none when start is not below its size. sqlitestore's
+// storage has such a read of its own.
+type leafValueReader interface {
+	LeafValuesByRange(ctx context.Context, tree *trillian.Tree, start, count int64) ([][]byte, error)
 }
 
 // MaxStoreBatch implements Log.
@@ -217,6 +226,13 @@ func (l *embeddedLog) GetLeaves(ctx context.Context, start, count uint64) ([]sig
 	if err := checkRange("getting leaves", start, count); err != nil {
 		return nil, err
 	}
+	if l.leafValues != nil {
+		vs, err := l.leafValues.LeafValuesByRange(ctx, l.tree, int64(start), int64(min(count, math.MaxInt64)))
+		if err != nil {
+			return nil, wrap("getting leaves", err)
+		}
+		return parseLeaves(start, vs)
+	}
 	var leaves []*trillian.LogLeaf
 	err := l.snapshot(ctx, "getting leaves", func(ctx context.Context, tx storage.ReadOnlyLogTreeTX, size uint64) error {
 		if start >= size {
@@ -230,7 +246,7 @@ func (l *embeddedLog) GetLeaves(ctx context.Context, start, count uint64) ([]sig
 	if err != nil {
 		return nil, err
 	}
-	return toLeaves(start, count, leaves)
+	return toLeaves(start, leaves)
 }
 
 // maxLeafHashes bounds one read of leaf hashes (4 tiles of the storage).

@@ -63,6 +63,8 @@ type embeddedTrees struct {
 	leafHashes leafHashReader
 	// leafIndex is the storage's own finder of a leaf's index; nil when it has none (a snapshot finds it).
 	leafIndex leafIndexReader
+	// leafValues is the storage's own reader of leaves by range; nil when it has none (a snapshot reads them).
+	leafValues leafValueReader
 }
 
 // EmbeddedConfig configures an in-process Trillian.
@@ -117,7 +119,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Engine, error) {
 		}
 		reg.LogStorage, reg.AdminStorage = st.LogStorage(), st.AdminStorage()
 		seqStorage = st.SequencerLogStorage()
-		trees.leafHashes, trees.leafIndex = st, st
+		trees.leafHashes, trees.leafIndex, trees.leafValues = st, st, st
 		e.storeBatch = maxStoreSQLite
 		e.pending = st.PendingSequencedLeaves
 		e.closers = append(e.closers, st.Close)

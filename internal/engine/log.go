@@ -190,18 +190,27 @@ func waitGrowth(ctx context.Context, size uint64, maxWait time.Duration, next fu
 }
 
 // toLeaves decodes leaves read from index start.
-func toLeaves(start, count uint64, got []*trillian.LogLeaf) ([]sigsum.Leaf, error) {
-	if len(got) == 0 && count > 0 {
-		return nil, fmt.Errorf("getting leaves from %d: %w", start, ErrOutOfRange)
-	}
-	leaves := make([]sigsum.Leaf, len(got))
+func toLeaves(start uint64, got []*trillian.LogLeaf) ([]sigsum.Leaf, error) {
+	values := make([][]byte, len(got))
 	for i, ll := range got {
 		if ll.LeafIndex != int64(start)+int64(i) {
 			return nil, fmt.Errorf("getting leaves: leaf %d has index %d", start+uint64(i), ll.LeafIndex)
 		}
+		values[i] = ll.LeafValue
+	}
+	return parseLeaves(start, values)
+}
+
+// parseLeaves decodes the stored values of the leaves from index start; none is ErrOutOfRange.
+func parseLeaves(start uint64, values [][]byte) ([]sigsum.Leaf, error) {
+	if len(values) == 0 {
+		return nil, fmt.Errorf("getting leaves from %d: %w", start, ErrOutOfRange)
+	}
+	leaves := make([]sigsum.Leaf, len(values))
+	for i, v := range values {
 		var err error
-		if leaves[i], err = sigsum.ParseLeafBinary(ll.LeafValue); err != nil {
-			return nil, fmt.Errorf("stored leaf %d: %w", ll.LeafIndex, err)
+		if leaves[i], err = sigsum.ParseLeafBinary(v); err != nil {
+			return nil, fmt.Errorf("stored leaf %d: %w", start+uint64(i), err)
 		}
 	}
 	return leaves, nil

@@ -142,7 +142,7 @@ func (l *remoteLog) GetLeaves(ctx context.Context, start, count uint64) ([]sigsu
 	if err != nil {
 		return nil, wrap("getting leaves", err)
 	}
-	return toLeaves(start, count, rsp.Leaves)
+	return toLeaves(start, rsp.Leaves)
 }
 
 // LeafHashes implements Log. Trillian's API has no call for leaf hashes alone: the leaves are read and hashed.

@@ -112,7 +112,7 @@ func (e *Engine) logFor(tree *trillian.Tree) Log {
 		return e.remote(tree.TreeId)
 	}
 	l := &embeddedLog{rpc: e.remote(tree.TreeId), storage: e.embedded.storage, tree: tree, changes: e.embedded.changes,
-		leafHashes: e.embedded.leafHashes, leafIndex: e.embedded.leafIndex}
+		leafHashes: e.embedded.leafHashes, leafIndex: e.embedded.leafIndex, leafValues: e.embedded.leafValues}
 	if l.leafHashes == nil {
 		l.leafHashes = nodeHashes{l}
 	}

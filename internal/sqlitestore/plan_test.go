@@ -20,6 +20,8 @@ func TestQueryPlans(t *testing.T) {
 			"PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
 		{"sequenced hashes", selectSequencedHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
 		{"leaf hashes by range", selectIntegratedLeafHashesSQL, []string{"PRIMARY KEY (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)"}},
+		{"leaf values by range", selectIntegratedLeafValuesSQL, []string{"INDEX LeafDataSequenceIdx (TreeId=? AND SequenceNumber>? AND SequenceNumber<?)",
+			"PRIMARY KEY (TreeId=? AND SequenceNumber=?)"}},
 		{"leaf index by hash", selectLeafIndexByHashSQL, []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)",
 			"INDEX SequencedLeafMerkleIdx (TreeId=? AND MerkleLeafHash=?"}},
 		{"leaves by hash", selectLeavesByMerkleHash(2), []string{"INDEX sqlite_autoindex_LeafData_1 (TreeId=? AND LeafIdentityHash=?)", "PRIMARY KEY (TreeId=? AND SequenceNumber=?)",

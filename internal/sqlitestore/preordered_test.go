@@ -600,7 +600,26 @@ func TestDirectReadsStopAtTheRoot(t *testing.T) {
 	if _, ok, err := s.LeafIndexByHash(ctx, tree, leaves[3].MerkleLeafHash); err != nil || ok {
 		t.Errorf("before integration: LeafIndexByHash = %v, %v; want none", ok, err)
 	}
+	if vs, err := s.LeafValuesByRange(ctx, tree, 0, 40); err != nil || len(vs) != 0 {
+		t.Errorf("before integration: LeafValuesByRange = %d values, %v; want none", len(vs), err)
+	}
 	integrateAll(ctx, t, s, tree)
+	for _, c := range []struct{ start, count, want int64 }{{0, 1, 1}, {10, 100, 30}, {39, 5, 1}, {40, 5, 0}, {1000, 1, 0}} {
+		vs, err := s.LeafValuesByRange(ctx, tree, c.start, c.count)
+		if err != nil || int64(len(vs)) != c.want {
+			t.Fatalf("after integration: LeafValuesByRange(%d, %d) = %d values, %v; want %d", c.start, c.count, len(vs), err, c.want)
+		}
+		for i, v := range vs {
+			if !bytes.Equal(v, leaves[c.start+int64(i)].LeafValue) {
+				t.Errorf("LeafValuesByRange(%d, %d): value %d differs from leaf %d's", c.start, c.count, i, c.start+int64(i))
+			}
+		}
+	}
+	for _, c := range []struct{ start, count int64 }{{-1, 1}, {0, 0}} {
+		if _, err := s.LeafValuesByRange(ctx, tree, c.start, c.count); err == nil {
+			t.Errorf("LeafValuesByRange(%d, %d): no error", c.start, c.count)
+		}
+	}
 	hs, err := s.LeafHashesByRange(ctx, tree, 10, 100)
 	if err != nil || len(hs) != 30 {
 		t.Fatalf("after integration: LeafHashesByRange(10, 100) = %d hashes, %v; want 30", len(hs), err)

@@ -231,8 +231,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return fail(err)
 	}
 	if s.readStmts, err = prepareStmts(ctx, s.reader,
-		selectLatestRootSQL, selectLeavesByRangeSQL, selectIntegratedLeafHashesSQL, selectLeafIndexByHashSQL,
-		selectLeavesByMerkleHash(1)); err != nil {
+		selectLatestRootSQL, selectLeavesByRangeSQL, selectIntegratedLeafHashesSQL, selectIntegratedLeafValuesSQL,
+		selectLeafIndexByHashSQL, selectLeavesByMerkleHash(1)); err != nil {
 		return fail(err)
 	}
 
