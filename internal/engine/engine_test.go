@@ -63,10 +63,12 @@ func startEngine(t *testing.T, storage string) *Engine {
 	return e
 }
 
-// waitSize polls until the tree has integrated at least size leaves.
+// waitSize polls until the tree has integrated at least size leaves, for up to a minute: a shared MariaDB on a
+// loaded CI machine once took 20 s to queue 812 leaves and had integrated 128 of them 20 s later.
 func waitSize(t *testing.T, l Log, size uint64) sigsum.TreeHead {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	start := time.Now()
+	deadline := start.Add(time.Minute)
 	for {
 		th, err := l.TreeHead(context.Background())
 		if err != nil {
@@ -76,7 +78,7 @@ func waitSize(t *testing.T, l Log, size uint64) sigsum.TreeHead {
 			return th
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tree stuck at size %d, want %d", th.Size, size)
+			t.Fatalf("tree stuck at size %d after %v, want %d (the sequencer's errors are in Trillian's klog output)", th.Size, time.Since(start).Round(time.Second), size)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
