@@ -5,7 +5,8 @@
 # which builds bin/ first. Everything is bounded: each mode runs BENCH_DURATION (+ BENCH_DRAIN for leaves still
 # waiting for 200). Both nodes are stopped on exit.
 #
-# Knobs (environment): BENCH_DURATION (15s), BENCH_DRAIN (10s), BENCH_INTERVAL (1s), BENCH_CS ("1 8 64"),
+# Knobs (environment): BENCH_DURATION (15s), BENCH_DRAIN (10s), BENCH_RETRY (how often add-leaf re-posts a leaf
+# until 200, as a submitter does: commit latency is measured in these steps, 1s), BENCH_INTERVAL (1s), BENCH_CS ("1 8 64"),
 # BENCH_MODES ("add-leaf add-known get-tree-head get-leaves inclusion consistency tile entries"), BENCH_SECONDARY_MODES
 # (the read modes also run against the secondary's public URL at the largest c, "get-tree-head get-leaves inclusion
 # consistency tile entries"; empty: none), BENCH_LEAVES (most new leaves
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 bin=./bin
 duration=${BENCH_DURATION:-15s}
 drain=${BENCH_DRAIN:-10s}
+retry=${BENCH_RETRY:-1s}
 interval=${BENCH_INTERVAL:-1s}
 cs=${BENCH_CS:-1 8 64}
 modes=${BENCH_MODES:-add-leaf add-known get-tree-head get-leaves inclusion consistency tile entries}
@@ -73,7 +75,7 @@ for c in $cs; do
 	for m in $modes; do
 		cpu0=$(cpu_secs "$primary_pid")
 		line=$("$bin/sigsum-bench" -log-url "http://$p_ext" -log-key "$dir/primary/key.pub" -mode "$m" -c "$c" \
-			-duration "$duration" -drain "$drain" -leaves "$leaves" 2>>"$dir/bench-errors.log" | head -n 1)
+			-duration "$duration" -drain "$drain" -leaves "$leaves" -retry "$retry" 2>>"$dir/bench-errors.log" | head -n 1)
 		cpu1=$(cpu_secs "$primary_pid")
 		requests=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^requests=/) print substr($i, 10) }' <<<"$line")
 		accepted=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^accepted=/) print substr($i, 10) }' <<<"$line")
