@@ -754,6 +754,22 @@ func (t *logTX) getLeavesByRange(ctx context.Context, start, count int64) ([]*tr
 // SequencedLeafData's key bounded by the latest root's size, on a reader connection: no transaction to begin,
 // and no root to read and decode first, which cost as much as the read itself.
 func (s *Store) LeafHashesByRange(ctx context.Context, t *trillian.Tree, start, count int64) ([][]byte, error) {
+	return s.readRange(ctx, selectIntegratedLeafHashesSQL, "leaf hashes", hashSize, t, start, count)
+}
+
+// LeafValuesByRange reads the values of tree's integrated leaves [start, start+count): fewer when the tree ends
+// first, none when start is not below its size. It is GetLeavesByRange for a reader that wants the values only (a
+// Sigsum leaf is its value): one statement on a reader connection, bounded by the latest root's size, with no
+// transaction, no root to read and decode, and no LogLeaf with two timestamps per leaf.
+func (s *Store) LeafValuesByRange(ctx context.Context, t *trillian.Tree, start, count int64) ([][]byte, error) {
+	return s.readRange(ctx, selectIntegratedLeafValuesSQL, "leaves by range", 0, t, start, count)
+}
+
+// readRange runs query, a read statement of the (index, value) rows of tree's integrated leaves [start,
+// start+count) in index order (at most maxRangeCount of them), and returns the values, each size bytes long unless
+// size is 0. what names the read in errors. The values are read into one buffer (sql.RawBytes: no copy per row),
+// then sliced.
+func (s *Store) readRange(ctx context.Context, query, what string, size int, t *trillian.Tree, start, count int64) ([][]byte, error) {
 	switch {
 	case count <= 0:
 		return nil, status.Errorf(codes.InvalidArgument, "invalid count %d, want > 0", count)
@@ -766,72 +782,24 @@ func (s *Store) LeafHashesByRange(ctx context.Context, t *trillian.Tree, start, 
 	count = min(count, maxRangeCount)
 	// Without ctx's cancellation: with it, the driver starts a goroutine per statement to interrupt it (see
 	// addSequencedLeaves); the statement reads at most maxRangeCount rows by key.
-	rows, err := s.readStmts[selectIntegratedLeafHashesSQL].QueryContext(context.WithoutCancel(ctx), t.TreeId, start, start+count)
+	rows, err := s.readStmts[query].QueryContext(context.WithoutCancel(ctx), t.TreeId, start, start+count)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
+		return nil, fmt.Errorf("sqlitestore: reading %s: %w", what, err)
 	}
 	defer rows.Close()
-	// The hashes are read into one buffer (sql.RawBytes: no copy per row), then sliced.
-	all := make([]byte, 0, min(count, 1024)*hashSize)
-	for want := start; rows.Next(); want++ {
-		var index int64
-		var hash sql.RawBytes
-		if err := rows.Scan(&index, &hash); err != nil {
-			return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
-		}
-		if index != want {
-			return nil, fmt.Errorf("sqlitestore: tree %d: got leaf index %d, want %d: integrated leaf missing", t.TreeId, index, want)
-		}
-		if len(hash) != hashSize {
-			return nil, fmt.Errorf("sqlitestore: tree %d: leaf %d has a hash of %d bytes, want %d", t.TreeId, index, len(hash), hashSize)
-		}
-		all = append(all, hash...)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlitestore: reading leaf hashes: %w", err)
-	}
-	if len(all) == 0 {
-		return nil, nil
-	}
-	ret := make([][]byte, len(all)/hashSize)
-	for i := range ret {
-		ret[i] = all[i*hashSize : (i+1)*hashSize : (i+1)*hashSize]
-	}
-	return ret, nil
-}
-
-// LeafValuesByRange reads the values of tree's integrated leaves [start, start+count): fewer when the tree ends
-// first, none when start is not below its size. It is GetLeavesByRange for a reader that wants the values only (a
-// Sigsum leaf is its value): one statement on a reader connection, bounded by the latest root's size, with no
-// transaction, no root to read and decode, and no LogLeaf with two timestamps per leaf.
-func (s *Store) LeafValuesByRange(ctx context.Context, t *trillian.Tree, start, count int64) ([][]byte, error) {
-	switch {
-	case count <= 0:
-		return nil, status.Errorf(codes.InvalidArgument, "invalid count %d, want > 0", count)
-	case start < 0:
-		return nil, status.Errorf(codes.InvalidArgument, "invalid start %d, want >= 0", start)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	count = min(count, maxRangeCount)
-	// Without ctx's cancellation, as in LeafHashesByRange: at most maxRangeCount rows, by key.
-	rows, err := s.readStmts[selectIntegratedLeafValuesSQL].QueryContext(context.WithoutCancel(ctx), t.TreeId, start, start+count)
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: reading leaves by range: %w", err)
-	}
-	defer rows.Close()
-	// The values are read into one buffer (sql.RawBytes: no copy per row), then sliced at ends.
 	var all []byte
 	ends := make([]int, 0, min(count, 1024))
 	for want := start; rows.Next(); want++ {
 		var index int64
 		var value sql.RawBytes
 		if err := rows.Scan(&index, &value); err != nil {
-			return nil, fmt.Errorf("sqlitestore: reading leaves by range: %w", err)
+			return nil, fmt.Errorf("sqlitestore: reading %s: %w", what, err)
 		}
 		if index != want {
 			return nil, fmt.Errorf("sqlitestore: tree %d: got leaf index %d, want %d: integrated leaf missing", t.TreeId, index, want)
+		}
+		if size > 0 && len(value) != size {
+			return nil, fmt.Errorf("sqlitestore: reading %s: tree %d: leaf %d has %d bytes, want %d", what, t.TreeId, index, len(value), size)
 		}
 		if all == nil {
 			all = make([]byte, 0, cap(ends)*len(value))
@@ -840,7 +808,10 @@ func (s *Store) LeafValuesByRange(ctx context.Context, t *trillian.Tree, start, 
 		ends = append(ends, len(all))
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlitestore: reading leaves by range: %w", err)
+		return nil, fmt.Errorf("sqlitestore: reading %s: %w", what, err)
+	}
+	if len(ends) == 0 {
+		return nil, nil
 	}
 	ret := make([][]byte, len(ends))
 	from := 0
