@@ -6,7 +6,9 @@
 # waiting for 200). Both nodes are stopped on exit.
 #
 # Knobs (environment): BENCH_DURATION (15s), BENCH_DRAIN (10s), BENCH_RETRY (how often add-leaf re-posts a leaf
-# until 200, as a submitter does: commit latency is measured in these steps, 1s), BENCH_INTERVAL (1s), BENCH_CS ("1 8 64"),
+# until 200, as a submitter does: commit latency is measured in these steps, 1s), BENCH_PROBES (leaves add-leaf
+# keeps in flight beside the load, each re-posted every 10 ms: probe_commit_p50_ms is the log's commit latency,
+# which the load's own figure overstates when its busy workers re-post late, 16), BENCH_INTERVAL (1s), BENCH_CS ("1 8 64"),
 # BENCH_MODES ("add-leaf add-known get-tree-head get-leaves inclusion consistency tile entries"), BENCH_SECONDARY_MODES
 # (the read modes also run against the secondary's public URL at the largest c, "get-tree-head get-leaves inclusion
 # consistency tile entries"; empty: none), BENCH_LEAVES (most new leaves
@@ -20,6 +22,7 @@ bin=./bin
 duration=${BENCH_DURATION:-15s}
 drain=${BENCH_DRAIN:-10s}
 retry=${BENCH_RETRY:-1s}
+probes=${BENCH_PROBES:-16}
 interval=${BENCH_INTERVAL:-1s}
 cs=${BENCH_CS:-1 8 64}
 modes=${BENCH_MODES:-add-leaf add-known get-tree-head get-leaves inclusion consistency tile entries}
@@ -75,7 +78,7 @@ for c in $cs; do
 	for m in $modes; do
 		cpu0=$(cpu_secs "$primary_pid")
 		line=$("$bin/sigsum-bench" -log-url "http://$p_ext" -log-key "$dir/primary/key.pub" -mode "$m" -c "$c" \
-			-duration "$duration" -drain "$drain" -leaves "$leaves" -retry "$retry" 2>>"$dir/bench-errors.log" | head -n 1)
+			-duration "$duration" -drain "$drain" -leaves "$leaves" -retry "$retry" -probes "$probes" 2>>"$dir/bench-errors.log" | head -n 1)
 		cpu1=$(cpu_secs "$primary_pid")
 		requests=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^requests=/) print substr($i, 10) }' <<<"$line")
 		accepted=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^accepted=/) print substr($i, 10) }' <<<"$line")
@@ -96,7 +99,7 @@ echo "bench: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # The table: one row per run, from the key=value lines.
 awk 'BEGIN {
-	n = split("mode c rps p50_ms p99_ms accepted_per_s committed_per_s uncommitted commit_p50_ms commit_p95_ms commit_p99_ms tree_size cpu_us_per_req cpu_us_per_leaf load1 errors", cols, " ")
+	n = split("mode c rps p50_ms p99_ms accepted_per_s committed_per_s uncommitted commit_p50_ms commit_p95_ms commit_p99_ms probe_commit_p50_ms probe_commit_p95_ms tree_size cpu_us_per_req cpu_us_per_leaf load1 errors", cols, " ")
 	for (i = 1; i <= n; i++) printf "%s%s", cols[i], (i < n ? "\t" : "\n")
 }
 {

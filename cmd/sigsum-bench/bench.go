@@ -61,6 +61,14 @@ type Config struct {
 	// signing does not take the CPU from the log it measures (on one machine); leaves beyond it are signed as they
 	// are sent.
 	Presign int
+	// Probes is how many leaves add-leaf keeps in flight, one after another, beside the load, each re-posted every
+	// ProbeRetry until 200 (zero: none). Under load the Concurrency workers are busy, so a leaf of the load is
+	// re-posted later than its Retry; a probe's commit latency is the log's, measured in ProbeRetry steps.
+	Probes     int
+	ProbeRetry time.Duration
+	// ProbeSpread is the most a probe waits, at random, before each new leaf: a probe that sent its next leaf at
+	// once would send it just after the rotation that committed the last one, and measure a whole interval.
+	ProbeSpread time.Duration
 	// Stderr receives descriptions of the first errors of each run; nil discards them.
 	Stderr io.Writer
 }
@@ -321,7 +329,16 @@ func (b *Bench) submit(ctx context.Context, maxLeaves int, newFor, stopAfter tim
 // addLeaf measures new leaves: accepted and committed rates, and first POST to 200. It then checks the inclusion
 // of a sample of the committed leaves in a verified tree head (200 must mean committed).
 func (b *Bench) addLeaf(ctx context.Context, r *Result, ec *errorCounter) {
+	probes := make(chan []time.Duration, b.cfg.Probes)
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	for range b.cfg.Probes {
+		go func() { probes <- b.probe(probeCtx, time.Now().Add(b.cfg.Duration), ec) }()
+	}
 	st := b.submit(ctx, b.cfg.MaxLeaves, b.cfg.Duration, b.cfg.Duration+b.cfg.Drain, ec)
+	stopProbes()
+	for range b.cfg.Probes {
+		r.ProbeLatencies = append(r.ProbeLatencies, <-probes...)
+	}
 	r.Latencies, r.CommitLatencies = st.latencies, st.commitLatencies
 	r.Accepted, r.Committed, r.Uncommitted = st.accepted, len(st.committed), st.uncommitted+st.incomplete
 	if !st.lastAccept.IsZero() {
@@ -335,6 +352,47 @@ func (b *Bench) addLeaf(ctx context.Context, r *Result, ec *errorCounter) {
 		ec.add("%d leaves not committed within -duration + -drain", r.Uncommitted)
 	}
 	b.checkCommitted(ctx, st.committed, r, ec)
+}
+
+// probe submits new leaves one at a time until newUntil, each after a random pause of up to ProbeSpread and
+// re-posted every ProbeRetry until 200, and returns
+// each committed leaf's time from its first POST to the 200. A leaf still waiting when ctx ends is not counted.
+func (b *Bench) probe(ctx context.Context, newUntil time.Time, ec *errorCounter) []time.Duration {
+	var lat []time.Duration
+	for {
+		if b.cfg.ProbeSpread > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(mrand.N(b.cfg.ProbeSpread)):
+			}
+		}
+		if !time.Now().Before(newUntil) || ctx.Err() != nil {
+			return lat
+		}
+		req := b.newRequest(0)
+		first := time.Now()
+		for {
+			ok, err := b.cfg.Client.AddLeaf(ctx, &req, nil)
+			if ctx.Err() != nil {
+				return lat
+			}
+			if err == nil && ok {
+				lat = append(lat, time.Since(first))
+				break
+			}
+			if code := client.StatusCode(err); err != nil && (code == 400 || code == 403) {
+				ec.add("probe leaf dropped: %v", err)
+				break
+			} else if err != nil {
+				ec.add("probe leaf (will retry): %v", err)
+			}
+			select {
+			case <-ctx.Done():
+				return lat
+			case <-time.After(b.cfg.ProbeRetry):
+			}
+		}
+	}
 }
 
 // checkCommitted verifies a sample of committed leaves against the published, verified tree head.

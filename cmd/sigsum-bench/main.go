@@ -59,6 +59,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.cfg.Duration, "duration", 15*time.Second, "how long each mode sends load (add-leaf: new leaves)")
 	fs.DurationVar(&o.cfg.Drain, "drain", 10*time.Second, "add-leaf: how long to keep retrying accepted leaves after -duration")
 	fs.DurationVar(&o.cfg.Retry, "retry", time.Second, "add-leaf: interval between submissions of a leaf until 200")
+	fs.IntVar(&o.cfg.Probes, "probes", 0, "add-leaf: leaves kept in flight beside the load, one after another, each re-posted every -probe-retry until 200: the log's commit latency while the load's own re-posts wait for busy workers")
+	fs.DurationVar(&o.cfg.ProbeRetry, "probe-retry", 10*time.Millisecond, "add-leaf: interval between submissions of a probe leaf until 200")
+	fs.DurationVar(&o.cfg.ProbeSpread, "probe-spread", time.Second, "add-leaf: most a probe waits, at random, before its next leaf, so that its leaves arrive at random points of the log's rotation (at least the log's interval)")
 	fs.IntVar(&o.cfg.MaxLeaves, "leaves", 200000, "add-leaf: most new leaves per run")
 	fs.Int64Var(&o.cfg.MaxRequests, "requests", 5000000, "read modes and add-known: most requests per run")
 	fs.IntVar(&o.cfg.Keys, "keys", 64, "number of submitter keys (derived from -key-seed)")
@@ -106,6 +109,12 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-drain %v: want [0, 1h]", o.cfg.Drain)
 	case o.cfg.Retry <= 0:
 		return nil, fmt.Errorf("-retry %v: want > 0", o.cfg.Retry)
+	case o.cfg.Probes < 0 || o.cfg.Probes > 64:
+		return nil, fmt.Errorf("-probes %d: want 0 to 64", o.cfg.Probes)
+	case o.cfg.ProbeRetry <= 0:
+		return nil, fmt.Errorf("-probe-retry %v: want > 0", o.cfg.ProbeRetry)
+	case o.cfg.ProbeSpread < 0 || o.cfg.ProbeSpread > time.Hour:
+		return nil, fmt.Errorf("-probe-spread %v: want [0, 1h]", o.cfg.ProbeSpread)
 	case o.cfg.MaxLeaves < 1 || o.cfg.MaxRequests < 1 || o.cfg.Keys < 1 || o.cfg.KnownLeaves < 1 || o.cfg.Range < 1 ||
 		o.cfg.MaxSetupLeaves < 2 || o.cfg.VerifySample < 0 || o.cfg.Presign < 0:
 		return nil, errors.New("-leaves, -requests, -keys, -known, -range must be positive, -setup-leaves at least 2, -verify-sample and -presign not negative")

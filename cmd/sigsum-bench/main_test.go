@@ -315,6 +315,30 @@ func TestUncommittedLeavesAreBounded(t *testing.T) {
 	}
 }
 
+// TestProbes: probe leaves go beside the load, each re-posted every ProbeRetry until 200, and their commit
+// latencies are reported apart from the load's.
+func TestProbes(t *testing.T) {
+	f, srv := newFakeLog(t)
+	cfg := testConfig(t, srv.URL, f.signer.Public())
+	cfg.Probes, cfg.ProbeRetry = 2, 5*time.Millisecond
+	r := NewBench(cfg).Run(context.Background(), ModeAddLeaf)
+	if r.Errors != 0 || r.Committed != 50 || len(r.CommitLatencies) != 50 {
+		t.Fatalf("add-leaf with probes: %s", r.Line())
+	}
+	if len(r.ProbeLatencies) == 0 {
+		t.Fatalf("no probe leaf committed while the load ran: %s", r.Line())
+	}
+	// The fake log answers a new leaf 202 first: each probe leaf took a re-post.
+	for _, d := range r.ProbeLatencies {
+		if d < cfg.ProbeRetry {
+			t.Errorf("probe commit latency %v, under one probe retry (%v)", d, cfg.ProbeRetry)
+		}
+	}
+	if !strings.Contains(r.Line(), fmt.Sprintf("probe_commits=%d ", len(r.ProbeLatencies))) {
+		t.Errorf("line lacks the probes: %s", r.Line())
+	}
+}
+
 func TestResultLine(t *testing.T) {
 	r := &Result{Mode: "get-tree-head", Concurrency: 8, Elapsed: 2 * time.Second, Errors: 3, TreeSize: 9}
 	for i := 1; i <= 100; i++ {
@@ -322,7 +346,7 @@ func TestResultLine(t *testing.T) {
 	}
 	want := "mode=get-tree-head c=8 secs=2.00 requests=100 rps=50.0 p50_ms=50.00 p99_ms=99.00 accepted=0 " +
 		"accepted_per_s=0 committed=0 committed_per_s=0 uncommitted=0 commit_p50_ms=0.00 commit_p95_ms=0.00 " +
-		"commit_p99_ms=0.00 tree_size=9 errors=3"
+		"commit_p99_ms=0.00 probe_commits=0 probe_commit_p50_ms=0.00 probe_commit_p95_ms=0.00 tree_size=9 errors=3"
 	if got := r.Line(); got != want {
 		t.Errorf("Line()\n got %s\nwant %s", got, want)
 	}

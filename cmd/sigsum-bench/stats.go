@@ -29,6 +29,8 @@ type Result struct {
 	AcceptedIn, CommittedIn time.Duration
 	// CommitLatencies holds, per committed leaf, the time from its first POST to the 200.
 	CommitLatencies []time.Duration
+	// ProbeLatencies holds the same for each committed leaf of the probes (Config.Probes).
+	ProbeLatencies []time.Duration
 
 	Errors int64
 }
@@ -57,6 +59,8 @@ func (r *Result) Line() string {
 	slices.Sort(lat)
 	cl := slices.Clone(r.CommitLatencies)
 	slices.Sort(cl)
+	pl := slices.Clone(r.ProbeLatencies)
+	slices.Sort(pl)
 	kv := []string{
 		"mode=" + r.Mode,
 		fmt.Sprintf("c=%d", r.Concurrency),
@@ -73,6 +77,9 @@ func (r *Result) Line() string {
 		"commit_p50_ms=" + ms(percentile(cl, 50)),
 		"commit_p95_ms=" + ms(percentile(cl, 95)),
 		"commit_p99_ms=" + ms(percentile(cl, 99)),
+		fmt.Sprintf("probe_commits=%d", len(pl)),
+		"probe_commit_p50_ms=" + ms(percentile(pl, 50)),
+		"probe_commit_p95_ms=" + ms(percentile(pl, 95)),
 		fmt.Sprintf("tree_size=%d", r.TreeSize),
 		fmt.Sprintf("errors=%d", r.Errors),
 	}
