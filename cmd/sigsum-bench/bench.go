@@ -355,8 +355,8 @@ func (b *Bench) addLeaf(ctx context.Context, r *Result, ec *errorCounter) {
 }
 
 // probe submits new leaves one at a time until newUntil, each after a random pause of up to ProbeSpread and
-// re-posted every ProbeRetry until 200, and returns
-// each committed leaf's time from its first POST to the 200. A leaf still waiting when ctx ends is not counted.
+// re-posted every ProbeRetry until 200, and returns each committed leaf's time from its first POST to the 200. A
+// leaf still waiting when ctx ends is not counted.
 func (b *Bench) probe(ctx context.Context, newUntil time.Time, ec *errorCounter) []time.Duration {
 	var lat []time.Duration
 	for {
