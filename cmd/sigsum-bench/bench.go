@@ -289,9 +289,8 @@ func (b *Bench) submit(ctx context.Context, maxLeaves int, newFor, stopAfter tim
 				}
 				lat = append(lat, t1.Sub(t0))
 				retry := true
-				code := client.StatusCode(err)
 				switch {
-				case err != nil && (code == 400 || code == 403):
+				case refused(err):
 					ec.add("leaf %d dropped: %v", sub.idx, err)
 					retry = false
 				case err != nil:
@@ -380,10 +379,11 @@ func (b *Bench) probe(ctx context.Context, newUntil time.Time, ec *errorCounter)
 				lat = append(lat, time.Since(first))
 				break
 			}
-			if code := client.StatusCode(err); err != nil && (code == 400 || code == 403) {
+			if refused(err) {
 				ec.add("probe leaf dropped: %v", err)
 				break
-			} else if err != nil {
+			}
+			if err != nil {
 				ec.add("probe leaf (will retry): %v", err)
 			}
 			select {
@@ -393,6 +393,12 @@ func (b *Bench) probe(ctx context.Context, newUntil time.Time, ec *errorCounter)
 			}
 		}
 	}
+}
+
+// refused reports whether an add-leaf error is one a re-post cannot change (400, 403): the leaf is dropped.
+func refused(err error) bool {
+	code := client.StatusCode(err)
+	return err != nil && (code == 400 || code == 403)
 }
 
 // checkCommitted verifies a sample of committed leaves against the published, verified tree head.
