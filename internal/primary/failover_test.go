@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -349,6 +350,47 @@ func TestRecheckWithHungSecondary(t *testing.T) {
 		t.Errorf("rotation took %v", d)
 	}
 	t.Logf("rotation with a secondary asked three times and one hung: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// A secondary still copying the last leaves is asked a second time with sigsum.WaitBeyondHeader, one below the
+// local size (hold the answer until you hold the whole tree); its answer settles the rotation.
+func TestRecheckAsksSecondaryToHold(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.addLeaves(5)
+	signer := seedSigner(t, 11)
+	var mu sync.Mutex
+	var asked []string // the header of each request, "" for none
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.Header.Get(sigsum.WaitBeyondHeader)
+		mu.Lock()
+		asked = append(asked, v)
+		mu.Unlock()
+		n := len(e.leaves) - 1 // still copying the last leaf when asked plainly
+		if v == strconv.Itoa(len(e.leaves)-1) {
+			n = len(e.leaves) // a held answer: the leaf arrived meanwhile
+		}
+		th := e.head(n)
+		sth, err := th.Sign(signer)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Write(sth.MarshalASCII())
+	}))
+	t.Cleanup(srv.Close)
+	p := e.startEvery(time.Minute, []Secondary{testSecondary(t, "holding", srv.URL, signer.Public())}, 1)
+	if err := p.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Signed().TreeHead; got != e.head(5) {
+		t.Fatalf("signed size %d, want 5", got.Size)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"", "4"}; !slices.Equal(asked, want) {
+		t.Errorf("requests with headers %q, want %q", asked, want)
+	}
 }
 
 func isClosed(c <-chan struct{}) bool {

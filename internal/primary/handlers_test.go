@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sigsumd/sigsumd/internal/committed"
+	"github.com/sigsumd/sigsumd/internal/engine"
 	"github.com/sigsumd/sigsumd/pkg/client"
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
@@ -167,6 +170,71 @@ func TestMaxRange(t *testing.T) {
 	leaves, err := c.GetLeaves(context.Background(), 1, 5)
 	if err != nil || len(leaves) != 3 || leaves[0] != e.leaves[1] {
 		t.Fatalf("get-leaves with max-range 3: %d leaves, %v", len(leaves), err)
+	}
+}
+
+// stalledLog is a Log whose GetLeaves, once stall is set, signals entered and waits for release: it holds the
+// signed tree's reading of newly signed leaves (Advance) midway.
+type stalledLog struct {
+	engine.Log
+	stall   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (l *stalledLog) GetLeaves(ctx context.Context, start, count uint64) ([]sigsum.Leaf, error) {
+	if l.stall.Load() {
+		select {
+		case l.entered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-l.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return l.Log.GetLeaves(ctx, start, count)
+}
+
+// A submitter's retry of a queued leaf is 200 as soon as a signed head covers it, not once the primary has read
+// the newly signed leaves into memory (which takes tens of milliseconds for a busy interval's leaves).
+func TestAddLeafCommittedBeforeTheTreeAdvances(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := &stalledLog{Log: e.log, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	if err := WriteStartupFile(e.sthFile(), StartupEmpty); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(context.Background(), Config{Log: log, Signer: e.signer, STHFile: e.sthFile(),
+		Interval: time.Hour, Timeout: 5 * time.Second, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p.PublicHandler(""))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/add-leaf"
+	body, leaf := addLeafBody(t, "retried")
+	if code, b, _ := do(t, "POST", url, body); code != 202 {
+		t.Fatalf("new leaf: %d %q, want 202", code, b)
+	}
+	e.leaves = append(e.leaves, leaf)
+	e.waitIntegrated()
+
+	log.stall.Store(true)
+	rotated := make(chan error, 1)
+	go func() { rotated <- p.Rotate(context.Background()) }()
+	<-log.entered // signed and published; the tree is reading the new leaf
+	code, b, _ := do(t, "POST", url, body)
+	close(log.release)
+	if err := <-rotated; err != nil {
+		t.Fatal(err)
+	}
+	if code != 200 {
+		t.Fatalf("retry once signed, before the tree read the leaf: %d %q, want 200", code, b)
+	}
+	if p.Signed().Size != 1 || p.Published().Size != 1 {
+		t.Fatalf("signed %d, published %d, want 1", p.Signed().Size, p.Published().Size)
 	}
 }
 

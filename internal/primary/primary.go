@@ -655,9 +655,16 @@ func compareDesc(a, b uint64) int {
 }
 
 // checkSecondary fetches and verifies a secondary's tree head (PROTOCOL.md §4): its own signature, a size between
-// the signed size and ours, and a root consistent with our tree. ctx bounds the whole check.
-func (p *Primary) checkSecondary(ctx context.Context, sec *Secondary, cur *sigsum.SignedTreeHead, own sigsum.TreeHead) (sigsum.TreeHead, error) {
-	sth, err := sec.Client.GetSecondaryTreeHead(ctx)
+// the signed size and ours, and a root consistent with our tree. With wait, a secondary that holds less than our
+// tree may hold the answer until it holds all of it (sigsum.WaitBeyondHeader). ctx bounds the whole check.
+func (p *Primary) checkSecondary(ctx context.Context, sec *Secondary, cur *sigsum.SignedTreeHead, own sigsum.TreeHead, wait bool) (sigsum.TreeHead, error) {
+	var sth sigsum.SignedTreeHead
+	var err error
+	if wait && own.Size > 0 {
+		sth, err = sec.Client.GetSecondaryTreeHeadWaiting(ctx, own.Size-1)
+	} else {
+		sth, err = sec.Client.GetSecondaryTreeHead(ctx)
+	}
 	if err != nil {
 		return sigsum.TreeHead{}, err
 	}

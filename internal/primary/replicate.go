@@ -216,22 +216,30 @@ func (g *gathering) finish(p *Primary, i int, err error) {
 	p.secondaryDone(i, err)
 }
 
-// ask asks secondary i for its tree head, and again every recheckPause while it is behind the local tree until
-// recheckEnd, as long as the rotation is gathering. Each request gets requestTimeout.
+// ask asks secondary i for its tree head, and again while it is behind the local tree until recheckEnd, as long as
+// the rotation is gathering. The first request is answered at once; each later one asks the secondary to hold its
+// answer until it holds the whole local tree (sigsum.WaitBeyondHeader), so that the rotation goes on as soon as it
+// does. A secondary that answers at once all the same (one without the extension) is asked again every
+// recheckPause. Each request gets requestTimeout, and a held one no more than the time left until recheckEnd.
 func (p *Primary) ask(ctx context.Context, g *gathering, i int, cur *sigsum.SignedTreeHead, own sigsum.TreeHead, recheckEnd time.Time) {
 	sec := &p.cfg.Secondaries[i]
 	timeout := p.requestTimeout()
 	var best uint64
 	var last error
-	for {
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		th, err := p.checkSecondary(rctx, sec, cur, own)
+	for wait := false; ; wait = true {
+		asked := time.Now()
+		rtimeout := timeout
+		if wait {
+			rtimeout = min(timeout, recheckEnd.Sub(asked))
+		}
+		rctx, cancel := context.WithTimeout(ctx, rtimeout)
+		th, err := p.checkSecondary(rctx, sec, cur, own, wait)
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			err = context.Cause(ctx)
 		case rctx.Err() != nil:
-			err = fmt.Errorf("no answer within %v: %w", timeout, err)
+			err = fmt.Errorf("no answer within %v: %w", rtimeout.Round(time.Millisecond), err)
 		}
 		cancel()
 		var more bool
@@ -249,12 +257,18 @@ func (p *Primary) ask(ctx context.Context, g *gathering, i int, cur *sigsum.Sign
 			}
 			break
 		}
-		if !more || time.Now().Add(recheckPause).After(recheckEnd) {
+		// The next request is held by the secondary. Only a held one it answered at once, behind all the same (a
+		// secondary without the extension), is followed by a pause, to recheckPause from its start.
+		var pause time.Duration
+		if wait {
+			pause = max(recheckPause-time.Since(asked), 0)
+		}
+		if !more || !time.Now().Add(pause).Before(recheckEnd) {
 			break
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(recheckPause):
+		case <-time.After(pause):
 		}
 		if ctx.Err() != nil && !errors.Is(context.Cause(ctx), errNextRotation) {
 			return

@@ -206,6 +206,17 @@ func LeafRange(r *http.Request) (start, end uint64, err error) {
 	return start, end, nil
 }
 
+// WaitBeyond reads sigsum.WaitBeyondHeader of an internal request; a malformed value is ignored (the answer is
+// then immediate, as without the header).
+func WaitBeyond(r *http.Request) (uint64, bool) {
+	v := r.Header.Get(sigsum.WaitBeyondHeader)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 63)
+	return n, err == nil
+}
+
 func (a *api) getLeaves(w http.ResponseWriter, r *http.Request) {
 	start, end, err := LeafRange(r)
 	if err != nil {

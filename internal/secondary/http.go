@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/sigsumd/sigsumd/internal/reads"
 )
 
 // notServed is the public listener's answer: a secondary does not serve the log's API (see the package comment).
@@ -67,6 +70,12 @@ func (s *Secondary) serveTreeHead(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
 	defer cancel()
+	if beyond, ok := reads.WaitBeyond(r); ok {
+		s.waitBeyond(ctx, beyond)
+		if r.Context().Err() != nil {
+			return // the primary went on without this answer
+		}
+	}
 	body, err := s.signedTreeHead(ctx)
 	if err != nil {
 		s.logger.Error("get-secondary-tree-head", "err", err)
@@ -76,6 +85,28 @@ func (s *Secondary) serveTreeHead(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)
+}
+
+// maxHeadWait bounds how long a get-secondary-tree-head with sigsum.WaitBeyondHeader is held until the replica
+// grows (a primary's rotation asks for at most half an interval, and at most a second), and maxHeadWaiters how
+// many are held at once (beyond that, answers are immediate).
+const (
+	maxHeadWait    = time.Second
+	maxHeadWaiters = 16
+)
+
+// waitBeyond waits, for at most maxHeadWait, until the integrated tree holds more than beyond leaves. It only
+// waits: whatever the outcome, the answer reads the head afresh.
+func (s *Secondary) waitBeyond(ctx context.Context, beyond uint64) {
+	if s.TreeHead().Size > beyond {
+		return
+	}
+	if s.headWaiters.Add(1) <= maxHeadWaiters {
+		if th, err := s.cfg.Log.WaitGrowth(ctx, beyond, min(maxHeadWait, s.cfg.Timeout)); err == nil {
+			s.sawHead(th)
+		}
+	}
+	s.headWaiters.Add(-1)
 }
 
 // signedTreeHead returns the ASCII signed integrated tree head, signing only when the head changed since the last

@@ -121,6 +121,8 @@ type Secondary struct {
 
 	signMu sync.Mutex // held while signing, so concurrent requests do not sign the same head twice
 	signed *signedHead
+	// headWaiters counts the get-secondary-tree-head requests held until the replica grows.
+	headWaiters atomic.Int64
 
 	// The public read API: the published head served (nil before this replica holds one) and the signed tree of
 	// its size, updated by one goroutine (readsLoop), which readsWake wakes when follow records a head.

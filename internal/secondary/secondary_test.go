@@ -835,6 +835,72 @@ func TestGetSecondaryTreeHead(t *testing.T) {
 	}
 }
 
+// A get-secondary-tree-head carrying sigsum.WaitBeyondHeader is held until the replica holds more than the size it
+// names, and answered at once when it already does or the value is malformed: the primary's rotation goes on as
+// soon as the secondary holds the whole tree, without polling it.
+func TestGetSecondaryTreeHeadWaits(t *testing.T) {
+	t.Parallel()
+	p := newFakePrimary(t)
+	p.add(makeLeaves(t, "w", 0, 33)...)
+	n := openNode(t, t.TempDir(), p, options{})
+	n.run()
+	n.waitSize(t, p.snapshot())
+	srv := httptest.NewServer(n.sec.InternalHandler(""))
+	defer srv.Close()
+	c, err := client.New(client.Config{URL: srv.URL, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Beyond a size the replica exceeds: at once, no request held.
+	if sth, err := c.GetSecondaryTreeHeadWaiting(ctx, 32); err != nil || sth.Size != 33 {
+		t.Fatalf("waiting beyond 32 of 33: %+v, %v", sth.TreeHead, err)
+	}
+	// A malformed value is ignored: the answer is immediate.
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/get-secondary-tree-head", nil)
+	req.Header.Set(sigsum.WaitBeyondHeader, "many")
+	if rsp, err := http.DefaultClient.Do(req); err != nil || rsp.StatusCode != http.StatusOK {
+		t.Fatalf("malformed header: %v, %v", rsp, err)
+	} else {
+		rsp.Body.Close()
+	}
+	if got := n.sec.headWaiters.Load(); got != 0 {
+		t.Fatalf("%d requests held after immediate answers", got)
+	}
+
+	// Beyond its size: held until the replica grows, however slow the machine is at copying leaves.
+	type answer struct {
+		sth sigsum.SignedTreeHead
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		sth, err := c.GetSecondaryTreeHeadWaiting(ctx, 33)
+		done <- answer{sth, err}
+	}()
+	for deadline := time.Now().Add(waitFor); n.sec.headWaiters.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request was never held")
+		}
+	}
+	select {
+	case a := <-done:
+		t.Fatalf("answered before the replica grew: %+v, %v", a.sth.TreeHead, a.err)
+	default:
+	}
+	p.add(makeLeaves(t, "w", 33, 5)...)
+	a := <-done
+	if a.err != nil || a.sth.Size != 38 || !a.sth.Verify(n.signer.Public()) {
+		t.Fatalf("held answer: %+v, %v; want size 38 signed by the secondary", a.sth.TreeHead, a.err)
+	}
+
+	// A replica that does not grow answers with what it holds once the hold ends.
+	if sth, err := c.GetSecondaryTreeHeadWaiting(ctx, 38); err != nil || sth.Size != 38 {
+		t.Fatalf("held without growth: %+v, %v", sth.TreeHead, err)
+	}
+}
+
 func TestPublicHandler(t *testing.T) {
 	t.Parallel()
 	p := newFakePrimary(t)

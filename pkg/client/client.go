@@ -263,6 +263,17 @@ func (c *Client) AddLeaf(ctx context.Context, req *sigsum.AddLeafRequest, token 
 
 // GetSecondaryTreeHead fetches a secondary's signed tree head from its internal listener. It does not verify it.
 func (c *Client) GetSecondaryTreeHead(ctx context.Context) (sigsum.SignedTreeHead, error) {
-	data, err := c.get(ctx, "get-secondary-tree-head")
+	return c.getSecondaryTreeHead(ctx, nil)
+}
+
+// GetSecondaryTreeHeadWaiting is GetSecondaryTreeHead for a caller that wants a tree of more than beyond leaves: a
+// sigsumd secondary holding no more than that waits briefly until it does before it answers
+// (sigsum.WaitBeyondHeader); any other answers at once. Bound the wait with ctx.
+func (c *Client) GetSecondaryTreeHeadWaiting(ctx context.Context, beyond uint64) (sigsum.SignedTreeHead, error) {
+	return c.getSecondaryTreeHead(ctx, http.Header{sigsum.WaitBeyondHeader: {strconv.FormatUint(beyond, 10)}})
+}
+
+func (c *Client) getSecondaryTreeHead(ctx context.Context, hdr http.Header) (sigsum.SignedTreeHead, error) {
+	_, data, err := c.do(ctx, http.MethodGet, "get-secondary-tree-head", nil, hdr, http.StatusOK)
 	return parsed("get-secondary-tree-head", data, err, sigsum.ParseSignedTreeHead)
 }

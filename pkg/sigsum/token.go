@@ -10,10 +10,12 @@ const submitTokenNamespace = "sigsum.org/v1/submit-token"
 // SubmitTokenHeader is the HTTP header that carries a submit token.
 const SubmitTokenHeader = "Sigsum-Token"
 
-// WaitBeyondHeader is sigsumd's extension of the internal get-leaves: a secondary holding n leaves sends
-// "Sigsumd-Wait-Beyond: n", and a primary whose tree holds no more than n may hold the answer briefly until it
-// does. New leaves then reach the secondary as soon as they are sequenced, with no polling. A primary that ignores
-// the header answers at once, as the protocol has it.
+// WaitBeyondHeader is sigsumd's extension of the internal API: "Sigsumd-Wait-Beyond: n" asks the node to hold the
+// answer briefly until its tree holds more than n leaves. A secondary holding n leaves sends it with get-leaves, so
+// that new leaves reach it as soon as the primary sequences them, with no polling; a primary whose tree holds N
+// leaves sends N-1 with get-secondary-tree-head to a secondary still copying the last of them, so that the rotation
+// goes on as soon as that secondary holds the whole tree. A node that ignores the header answers at once, as the
+// protocol has it.
 const WaitBeyondHeader = "Sigsumd-Wait-Beyond"
 
 // maxDomainLength is the DNS limit on a name's length.
