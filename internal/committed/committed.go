@@ -118,7 +118,7 @@ func Open(ctx context.Context, cfg Config, size uint64) (*Tree, error) {
 		index:     newLeafIndex(maxIndex),
 	}
 	if maxHold := cmp.Or(cfg.MaxHold, DefaultMaxHold); maxHold >= 0 && size <= uint64(maxHold) {
-		t.mem, t.text, t.filter = newMemTree(cfg.Source, cmp.Or(cfg.MaxTiles, DefaultMaxTiles)), newLeafText(), &hashFilter{}
+		t.mem, t.text, t.filter = newMemTree(cfg.Source, cmp.Or(cfg.MaxTiles, DefaultMaxTiles)), newLeafText(), newHashFilter(size)
 		t.signed.Store(size)
 		err := t.read(ctx, 0, size, false)
 		// Loading a large log read every leaf: hand that garbage back to the system now rather than over the next

@@ -10,18 +10,25 @@ import (
 // hashFilter is a Bloom filter of the leaf hashes of a tree held in memory, which tells a new leaf from a signed
 // one without storage: a hash it has not had is answered at once, so that add-leaf's check for a signed leaf
 // costs a new leaf nothing. A hash it had is always found; one it had not is found with a small probability (see
-// filterK), and then storage decides. It grows with the tree as a chain of filters, each twice the capacity of
-// the one before it (a Bloom filter cannot grow in place): 12 bits a leaf at most twice over, 1.5 to 3 bytes.
+// filterK), and then storage decides. It grows with the tree as a chain of filters (a Bloom filter cannot grow in
+// place), each as large as all before it together, so that the chain's capacity doubles: 12 bits a leaf at
+// capacity, 1.5 to 3 bytes a leaf. A tree read whole at start gets one filter of its size and an eighth more, 1.7
+// bytes a leaf, rather than the chain a tree grown from nothing has.
 type hashFilter struct {
 	mu   sync.RWMutex
 	segs []*bloom
 }
 
 const (
-	filterFirst = 1 << 16 // capacity of the first filter of the chain
+	filterFirst = 1 << 16 // least capacity of a filter of the chain
 	filterBits  = 12      // bits per leaf of a filter at capacity
 	filterK     = 8       // bits set per leaf: about 0.3% false positives per full filter, 3% for a chain of ten
 )
+
+// newHashFilter returns an empty filter whose first filter has room for size leaves and an eighth more.
+func newHashFilter(size uint64) *hashFilter {
+	return &hashFilter{segs: []*bloom{newBloom(max(filterFirst, int(size+size/8)))}}
+}
 
 // bloom is one filter of the chain, for up to capacity leaves.
 type bloom struct {
@@ -62,11 +69,11 @@ func (f *hashFilter) add(hs []sigsum.Hash) {
 	defer f.mu.Unlock()
 	for i := range hs {
 		if len(f.segs) == 0 || f.segs[len(f.segs)-1].n >= f.segs[len(f.segs)-1].limit {
-			capacity := filterFirst
-			if len(f.segs) > 0 {
-				capacity = 2 * f.segs[len(f.segs)-1].limit
+			total := 0
+			for _, s := range f.segs {
+				total += s.limit
 			}
-			f.segs = append(f.segs, newBloom(capacity))
+			f.segs = append(f.segs, newBloom(max(filterFirst, total)))
 		}
 		f.segs[len(f.segs)-1].add(&hs[i])
 	}

@@ -6,12 +6,39 @@ import (
 	"github.com/sigsumd/sigsumd/pkg/sigsum"
 )
 
-// TestHashFilter: every hash added is found, across the filters of the chain; few hashes never added are, and the
-// chain doubles as it grows.
+// TestHashFilter: every hash added is found, across the filters of the chain; few hashes never added are; the
+// chain's capacity doubles as it grows, and a filter made for a size holds it in one.
 func TestHashFilter(t *testing.T) {
 	t.Parallel()
-	const n = 5*filterFirst + 123 // three filters: 2^16, 2^17, 2^18
-	var f hashFilter
+	for _, tc := range []struct {
+		name        string
+		f           *hashFilter
+		n           int
+		wantFilters int
+		wantLast    int // capacity of the last filter
+	}{
+		{"grown", &hashFilter{}, 5*filterFirst + 123, 4, 4 * filterFirst}, // 2^16, 2^16, 2^17, 2^18
+		{"sized", newHashFilter(5*filterFirst + 123), 5*filterFirst + 123, 1, 5*filterFirst + 123 + (5*filterFirst+123)/8},
+		{"sized and grown", newHashFilter(filterFirst), 5 * filterFirst, 4, 4 * (filterFirst + filterFirst/8)}, // c, c, 2c, 4c
+		{"sized small", newHashFilter(10), filterFirst, 1, filterFirst},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			checkFilter(t, tc.f, tc.n)
+			if last := tc.f.segs[len(tc.f.segs)-1].limit; len(tc.f.segs) != tc.wantFilters || last != tc.wantLast {
+				t.Errorf("%d filters, the last for %d: want %d, the last for %d", len(tc.f.segs), last, tc.wantFilters, tc.wantLast)
+			}
+		})
+	}
+	var empty hashFilter
+	if empty.mayHave(sigsum.HashBytes([]byte("a"))) || newHashFilter(100).mayHave(sigsum.HashBytes([]byte("a"))) {
+		t.Error("an empty filter has a hash")
+	}
+}
+
+// checkFilter adds n hashes to f and checks that each is found and that few others are.
+func checkFilter(t *testing.T, f *hashFilter, n int) {
+	t.Helper()
 	added := make([]sigsum.Hash, n)
 	for i := range added {
 		added[i] = sigsum.HashBytes([]byte{byte(i), byte(i >> 8), byte(i >> 16), 'a'})
@@ -24,9 +51,6 @@ func TestHashFilter(t *testing.T) {
 			t.Fatalf("hash %d added but not found", i)
 		}
 	}
-	if len(f.segs) != 3 || f.segs[2].limit != 4*filterFirst {
-		t.Errorf("%d filters, the last for %d: want 3, the last for %d", len(f.segs), f.segs[len(f.segs)-1].limit, 4*filterFirst)
-	}
 	const probes = 100000
 	found := 0
 	for i := range probes {
@@ -36,9 +60,5 @@ func TestHashFilter(t *testing.T) {
 	}
 	if rate := float64(found) / probes; rate > 0.01 {
 		t.Errorf("%.2f%% of hashes never added found, want at most 1%%", 100*rate)
-	}
-	var empty hashFilter
-	if empty.mayHave(added[0]) {
-		t.Error("an empty filter has a hash")
 	}
 }
