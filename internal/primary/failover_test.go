@@ -318,16 +318,20 @@ func newLaggingSecondary(t *testing.T, e *env, seed byte, behind int32) Secondar
 		if asked.Add(1) <= behind {
 			n--
 		}
-		th := e.head(n)
-		sth, err := th.Sign(signer)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Write(sth.MarshalASCII())
+		writeSignedHead(w, signer, e.head(n))
 	}))
 	t.Cleanup(srv.Close)
 	return testSecondary(t, "lagging", srv.URL, signer.Public())
+}
+
+// writeSignedHead answers a get-secondary-tree-head with th, signed by signer.
+func writeSignedHead(w http.ResponseWriter, signer sigsum.Signer, th sigsum.TreeHead) {
+	sth, err := th.Sign(signer)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Write(sth.MarshalASCII())
 }
 
 // A secondary a little behind is asked again within the rotation while another hangs: the rotation signs the
@@ -370,13 +374,7 @@ func TestRecheckAsksSecondaryToHold(t *testing.T) {
 		if v == strconv.Itoa(len(e.leaves)-1) {
 			n = len(e.leaves) // a held answer: the leaf arrived meanwhile
 		}
-		th := e.head(n)
-		sth, err := th.Sign(signer)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Write(sth.MarshalASCII())
+		writeSignedHead(w, signer, e.head(n))
 	}))
 	t.Cleanup(srv.Close)
 	p := e.startEvery(time.Minute, []Secondary{testSecondary(t, "holding", srv.URL, signer.Public())}, 1)

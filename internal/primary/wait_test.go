@@ -96,13 +96,7 @@ func TestRotationCountsSecondaryAheadOfTheReadTree(t *testing.T) {
 			grew = true
 			e.addLeaves(3)
 		}
-		th := e.head(len(e.leaves))
-		sth, err := th.Sign(signer)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Write(sth.MarshalASCII())
+		writeSignedHead(w, signer, e.head(len(e.leaves)))
 	}))
 	t.Cleanup(srv.Close)
 	c, err := client.New(client.Config{URL: srv.URL, Timeout: 10 * time.Second})
