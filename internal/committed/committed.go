@@ -88,10 +88,13 @@ type Tree struct {
 	onAdvance func([]sigsum.Hash)
 
 	signed atomic.Uint64 // the signed size: Open's, then the last Advance's
-	mem    *memTree      // the tree in bounded memory; nil for a tree too large to hold at Open
-	text   *leafText     // get-leaves text of leaves in mem; nil with mem
-	filter *hashFilter   // the hashes of the leaves in mem, before mem has them; nil with mem
-	index  *leafIndex
+	// settled is the signed size whose new leaves OnAdvance has all been given: Open's, then each Advance's once
+	// it has read them (Settling).
+	settled atomic.Uint64
+	mem     *memTree    // the tree in bounded memory; nil for a tree too large to hold at Open
+	text    *leafText   // get-leaves text of leaves in mem; nil with mem
+	filter  *hashFilter // the hashes of the leaves in mem, before mem has them; nil with mem
+	index   *leafIndex
 
 	advanceMu sync.Mutex // one Advance at a time
 }
@@ -120,6 +123,7 @@ func Open(ctx context.Context, cfg Config, size uint64) (*Tree, error) {
 	if maxHold := cmp.Or(cfg.MaxHold, DefaultMaxHold); maxHold >= 0 && size <= uint64(maxHold) {
 		t.mem, t.text, t.filter = newMemTree(cfg.Source, cmp.Or(cfg.MaxTiles, DefaultMaxTiles)), newLeafText(), newHashFilter(size)
 		t.signed.Store(size)
+		t.settled.Store(size)
 		err := t.read(ctx, 0, size, false)
 		// Loading a large log read every leaf: hand that garbage back to the system now rather than over the next
 		// minutes, so the node's footprint is what it holds.
@@ -133,6 +137,7 @@ func Open(ctx context.Context, cfg Config, size uint64) (*Tree, error) {
 		logger.Info("log too large to read at start: proofs come from storage", "size", size)
 	}
 	t.signed.Store(size)
+	t.settled.Store(size)
 	if err := t.read(ctx, size-min(size, uint64(maxIndex)), size, false); err != nil {
 		return nil, err
 	}
@@ -154,8 +159,17 @@ func (t *Tree) Advance(ctx context.Context, size uint64) error {
 		return nil
 	}
 	t.signed.Store(max(size, from))
-	return t.read(ctx, from, size, true)
+	if err := t.read(ctx, from, size, true); err != nil {
+		return err
+	}
+	t.settled.Store(max(size, from))
+	return nil
 }
+
+// Settling reports whether the last signed size's new leaves are still being read (or their read failed), so that
+// OnAdvance has not been given them all yet: a caller that keeps its own set of leaves waiting to be signed, which
+// OnAdvance empties, must then ask Contains.
+func (t *Tree) Settling() bool { return t.settled.Load() < t.signed.Load() }
 
 // read reads the leaves [from, to) of the tree, adds them to the tree in memory (from where it ends, whatever
 // from says) and to the index, and hands their hashes to Config.OnAdvance if advancing.

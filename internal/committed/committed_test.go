@@ -283,11 +283,11 @@ func TestAdvance(t *testing.T) {
 		got = append(got, h...)
 	}}, 100)
 	ctx := context.Background()
-	if len(got) != 0 {
-		t.Fatalf("Open handed on %d hashes", len(got))
+	if len(got) != 0 || tr.Settling() {
+		t.Fatalf("Open handed on %d hashes, settling %v", len(got), tr.Settling())
 	}
-	if err := tr.Advance(ctx, batch+5); err != nil {
-		t.Fatal(err)
+	if err := tr.Advance(ctx, batch+5); err != nil || tr.Settling() {
+		t.Fatalf("Advance: %v, settling %v", err, tr.Settling())
 	}
 	src.fail = errors.New("disk on fire")
 	if err := tr.Advance(ctx, 2*batch); err == nil {
@@ -296,9 +296,12 @@ func TestAdvance(t *testing.T) {
 	if tr.Size() != 2*batch || tr.mem.sizeHeld() != batch+5 {
 		t.Fatalf("after a failed Advance: signed %d, held %d; want %d, %d", tr.Size(), tr.mem.sizeHeld(), 2*batch, batch+5)
 	}
+	if !tr.Settling() {
+		t.Fatal("after a failed Advance: not settling, though OnAdvance lacks its leaves")
+	}
 	src.fail = nil
-	if err := tr.Advance(ctx, n); err != nil {
-		t.Fatal(err)
+	if err := tr.Advance(ctx, n); err != nil || tr.Settling() {
+		t.Fatalf("Advance after the failure: %v, settling %v", err, tr.Settling())
 	}
 	if err := tr.Advance(ctx, n-1); err != nil || tr.Size() != n {
 		t.Fatalf("Advance to a smaller size: %v, size %d", err, tr.Size())

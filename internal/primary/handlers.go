@@ -165,10 +165,18 @@ func (p *Primary) addLeaf(w http.ResponseWriter, r *http.Request) {
 	leaf := req.Leaf()
 	hash := leaf.Hash()
 
+	// A retry of a leaf queued and not yet signed is answered from memory, unless a newly signed tree is still
+	// being read: the pending set forgets a leaf only once the tree has read it, tens of milliseconds under load,
+	// and the tree answers for it before that.
+	pending := p.pending.has(hash)
+	if pending && !p.tree.Settling() {
+		p.cfg.Metrics.LeafResubmitted()
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
 	// A retry of a signed leaf is answered without a signature check (the leaf hash covers the signature, so a leaf
 	// the log has was verified when it was first added), from the index in memory for the newest leaves, with one
-	// indexed lookup in storage for the others: never queued again, never rate-limited. Asked first: the pending
-	// set forgets a leaf only once the tree has read it after its signing, tens of milliseconds under load.
+	// indexed lookup in storage for the others: never queued again, never rate-limited.
 	if _, ok, err := p.tree.Contains(r.Context(), hash); err != nil {
 		p.backendFail(w, r, err)
 		return
@@ -177,8 +185,7 @@ func (p *Primary) addLeaf(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	// A retry of a leaf queued and not yet signed is answered from memory.
-	if p.pending.has(hash) {
+	if pending {
 		p.cfg.Metrics.LeafResubmitted()
 		w.WriteHeader(http.StatusAccepted)
 		return
