@@ -148,21 +148,21 @@ func Open(ctx context.Context, cfg Config, size uint64) (*Tree, error) {
 func (t *Tree) Size() uint64 { return t.signed.Load() }
 
 // Advance makes size the signed size and reads the leaves it adds: into the tree in memory (which starts where it
-// ends, after an Advance that failed) and into the index. Reads of sizes the memory does not hold yet are served
-// from storage meanwhile. A failed Advance leaves the tree signed all the same; the next one reads what it missed
-// into the tree in memory.
+// ends, after an Advance that failed), into the index and to OnAdvance. Reads of sizes the memory does not hold yet
+// are served from storage meanwhile. A failed Advance leaves the tree signed all the same; the next one reads what
+// it missed.
 func (t *Tree) Advance(ctx context.Context, size uint64) error {
 	t.advanceMu.Lock()
 	defer t.advanceMu.Unlock()
-	from := t.signed.Load()
-	if size <= from && (t.mem == nil || t.mem.sizeHeld() >= size) {
+	to := max(size, t.signed.Load())
+	if to <= t.settled.Load() && (t.mem == nil || t.mem.sizeHeld() >= to) {
 		return nil
 	}
-	t.signed.Store(max(size, from))
-	if err := t.read(ctx, from, size, true); err != nil {
+	t.signed.Store(to)
+	if err := t.read(ctx, t.settled.Load(), to, true); err != nil {
 		return err
 	}
-	t.settled.Store(max(size, from))
+	t.settled.Store(to)
 	return nil
 }
 

@@ -270,6 +270,37 @@ func TestInclusionRemembers(t *testing.T) {
 
 // TestAdvance: Advance reads the leaves a signed size adds into memory and the index, hands their hashes on in
 // order, and after a failure reads what it missed.
+// TestAdvanceNotHeldAfterFailure: a tree too large to hold reads again, on the next Advance, the leaves a failed
+// Advance missed, so that OnAdvance (which empties the primary's pending set) and the index get every leaf.
+func TestAdvanceNotHeldAfterFailure(t *testing.T) {
+	t.Parallel()
+	const n = 3*batch + 10
+	leaves, hs := testLeaves(n)
+	src := newFakeStorage(leaves)
+	var mu sync.Mutex
+	var got []sigsum.Hash
+	tr := open(t, Config{Source: src, Limits: Limits{MaxHold: -1}, OnAdvance: func(h []sigsum.Hash) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, h...)
+	}}, 100)
+	ctx := context.Background()
+	src.fail = errors.New("disk on fire")
+	if err := tr.Advance(ctx, batch); err == nil {
+		t.Fatal("Advance through a failing storage: no error")
+	}
+	src.fail = nil
+	if err := tr.Advance(ctx, n); err != nil || tr.Settling() {
+		t.Fatalf("Advance after the failure: %v, settling %v", err, tr.Settling())
+	}
+	if !slices.Equal(got, hs[100:]) {
+		t.Errorf("handed on %d hashes, want leaves 100 to %d in order", len(got), n)
+	}
+	if _, ok := tr.index.lookup(hs[batch-1]); !ok {
+		t.Error("a leaf of the failed Advance is not indexed")
+	}
+}
+
 func TestAdvance(t *testing.T) {
 	t.Parallel()
 	const n = 3*batch + 10
