@@ -391,6 +391,42 @@ func TestRecheckAsksSecondaryToHold(t *testing.T) {
 	}
 }
 
+// A held request that the end of the recheck window cuts short is not a failure of its own: a secondary that
+// answers 503 at once and holds the held request keeps its 503 as the reason, logged once over three rotations.
+func TestCutHoldIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.addLeaves(2)
+	var logs syncBuffer
+	signer := seedSigner(t, 11)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(sigsum.WaitBeyondHeader) != "" {
+			<-r.Context().Done() // held until the primary gives up on it
+			return
+		}
+		http.Error(w, "catching up", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	WriteStartupFile(e.sthFile(), StartupEmpty)
+	p, err := New(context.Background(), Config{Log: e.log, Signer: e.signer, STHFile: e.sthFile(),
+		Secondaries: []Secondary{testSecondary(t, "holding", srv.URL, signer.Public())}, Interval: 400 * time.Millisecond,
+		Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := p.Rotate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "does not count"); n != 1 {
+		t.Errorf("3 failed rotations logged %d times, want once:\n%s", n, logs.String())
+	}
+	if reason := p.Degraded(); !strings.Contains(reason, "503") || strings.Contains(reason, "no answer") {
+		t.Errorf("Degraded() = %q, want the secondary's 503", reason)
+	}
+}
+
 func isClosed(c <-chan struct{}) bool {
 	select {
 	case <-c:

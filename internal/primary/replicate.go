@@ -234,14 +234,20 @@ func (p *Primary) ask(ctx context.Context, g *gathering, i int, cur *sigsum.Sign
 		}
 		rctx, cancel := context.WithTimeout(ctx, rtimeout)
 		th, err := p.checkSecondary(rctx, sec, cur, own, wait)
+		// A held request the end of the recheck window cut short is neither an answer nor a failure: the secondary's
+		// last outcome stands (its errors stay the same from rotation to rotation, so that they are logged once).
+		cut := err != nil && rtimeout < timeout && rctx.Err() != nil && ctx.Err() == nil
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			err = context.Cause(ctx)
 		case rctx.Err() != nil:
-			err = fmt.Errorf("no answer within %v: %w", rtimeout.Round(time.Millisecond), err)
+			err = fmt.Errorf("no answer within %v: %w", timeout, err)
 		}
 		cancel()
+		if cut {
+			break
+		}
 		var more bool
 		if err == nil {
 			best = max(best, th.Size)
